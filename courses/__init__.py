@@ -1,0 +1,1 @@
+"""courses domain (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""lessons domain (see DESIGN.md)."""

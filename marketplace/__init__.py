@@ -1,0 +1,1 @@
+"""Cadenza: the marketplace core and application shell."""

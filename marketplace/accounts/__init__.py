@@ -1,0 +1,1 @@
+"""Users, roles, sign-up/log-in, sessions and guards."""

@@ -1,0 +1,101 @@
+"""create_app(): the one composition root. Wires settings, database, sessions, CSRF, i18n,
+templates, static files, jobs and every domain's routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.config.csrf import CSRFConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
+from litestar.plugins.jinja import JinjaTemplateEngine as _Engine
+from litestar.static_files import create_static_files_router
+from litestar.stores.registry import StoreRegistry
+from litestar.template.config import TemplateConfig
+
+from marketplace import jobs
+from marketplace.accounts.controllers import AccountController
+from marketplace.accounts.sessions import make_session_config, make_session_store
+from marketplace.accounts.throttle import make_throttle
+from marketplace.admin.controllers import AdminController
+from marketplace.db import dispose_engines, import_all_models
+from marketplace.errors import exception_handlers
+from marketplace.i18n import install_jinja
+from marketplace.pages import PagesController, bare, healthz
+from marketplace.settings import ROOT, Settings, get_settings
+from marketplace.web import RequestContextMiddleware, SecurityHeadersMiddleware, locale_options, pop_flashes
+
+log = logging.getLogger("marketplace")
+
+
+def _template_config() -> TemplateConfig:
+    def configure(engine: _Engine) -> None:
+        env = engine.engine
+        install_jinja(env)
+        env.globals.update(pop_flashes=pop_flashes, locale_options=locale_options)
+        env.trim_blocks = True
+        env.lstrip_blocks = True
+
+    return TemplateConfig(directory=Path(ROOT / "templates"), engine=_Engine, engine_callback=configure)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import_all_models()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            from marketplace.migrations import upgrade_head
+
+            await upgrade_head()
+        jobs.in_process_worker.start()
+        try:
+            yield
+        finally:
+            jobs.in_process_worker.stop()
+            await dispose_engines()
+
+    session_config = make_session_config(settings)
+    app = Litestar(
+        route_handlers=[
+            PagesController,
+            AccountController,
+            AdminController,
+            healthz,
+            bare,
+            create_static_files_router(
+                path="/static",
+                directories=[ROOT / "static"],
+                name="static",
+                include_in_schema=False,
+                opt={"skip_session": True},
+            ),
+        ],
+        lifespan=[lifespan],
+        middleware=[SecurityHeadersMiddleware, session_config.middleware, RequestContextMiddleware],
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_secure=settings.secure_cookies,
+            cookie_httponly=False,  # htmx reads nothing from it; the token is rendered into pages
+            exclude=["/webhooks/", "/healthz", "/bare"],
+        ),
+        stores=StoreRegistry(stores={"sessions": make_session_store(settings)}),
+        template_config=_template_config(),
+        plugins=[HTMXPlugin()],
+        request_class=HTMXRequest,
+        exception_handlers=exception_handlers,
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024, exclude=["/bare"]),
+        openapi_config=OpenAPIConfig(title="Cadenza API", version="1", path="/api/schema"),
+        request_max_body_size=2 * 1024 * 1024,
+        debug=False,
+    )
+    app.state.settings = settings
+    app.state.throttle = make_throttle(settings)
+    return app

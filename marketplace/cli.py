@@ -1,0 +1,129 @@
+"""The `marketplace` command: run, worker, migrate, demo, create-admin."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import click
+
+from marketplace.settings import ConfigurationError, get_settings
+
+
+def _settings():
+    try:
+        return get_settings()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def main() -> None:
+    """Cadenza: a marketplace for music lessons."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
+def run(host: str, port: int, workers: int, reload: bool) -> None:
+    """Serve the web application (migrates the database first unless MODE=production)."""
+    import uvicorn
+
+    settings = _settings()
+    if settings.migrate_on_start:
+        from marketplace.migrations import upgrade_head_sync
+
+        upgrade_head_sync()
+    # The processes must not race to migrate: it is done once, here.
+    os.environ["MIGRATE_ON_START"] = "false"
+    click.echo(f"Cadenza on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")
+    uvicorn.run(
+        "marketplace.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        log_level=settings.log_level.lower(),
+        access_log=settings.log_level == "DEBUG",
+    )
+
+
+@main.command()
+@click.option("--processes", default=1, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int)
+def worker(processes: int, threads: int) -> None:
+    """Run Dramatiq workers for the broker in BROKER_URL."""
+    settings = _settings()
+    if settings.broker_url.startswith("stub"):
+        raise click.ClickException(
+            "BROKER_URL is not set: jobs run inside the web process. Set BROKER_URL=redis://... to run workers."
+        )
+    from dramatiq.cli import main as dramatiq_main
+
+    sys.argv = ["dramatiq", "marketplace.worker", "--processes", str(processes), "--threads", str(threads)]
+    raise SystemExit(dramatiq_main())
+
+
+@main.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest migration."""
+    from marketplace.migrations import upgrade_head_sync
+
+    _settings()
+    upgrade_head_sync()
+    click.echo("Database is up to date.")
+
+
+@main.command("create-admin")
+@click.option("--email", prompt=True)
+@click.option("--name", "display_name", default="Admin", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_admin(email: str, display_name: str, password: str) -> None:
+    """Create an admin account (or make an existing account an admin)."""
+    from marketplace.accounts.services import admin_create
+    from marketplace.db import import_all_models, transaction
+    from marketplace.errors import AppError
+    from marketplace.migrations import upgrade_head_sync
+
+    _settings()
+    upgrade_head_sync()
+    import_all_models()
+
+    async def go() -> str:
+        async with transaction() as session:
+            user = await admin_create(session, email=email, password=password, display_name=display_name)
+            return user.email
+
+    try:
+        created = asyncio.run(go())
+    except AppError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Admin ready: {created}")
+
+
+@main.command()
+@click.option("--tutors", default=40, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option("--students", default=20, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+def demo(tutors: int, students: int, seed: int) -> None:
+    """Fill the database with deterministic demo data and print the demo log-ins."""
+    from marketplace.demo import demo_create
+    from marketplace.migrations import upgrade_head_sync
+
+    _settings()
+    upgrade_head_sync()
+    result = asyncio.run(demo_create(tutors=tutors, students=students, seed=seed))
+    click.echo(f"Demo data ready: {result.tutors} tutors, {result.students} students.")
+    click.echo("Log in with:")
+    for role, email, password in result.logins:
+        click.echo(f"  {role:<8} {email:<28} {password}")
+
+
+if __name__ == "__main__":
+    main()

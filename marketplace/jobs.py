@@ -1,0 +1,107 @@
+"""Background jobs: the Dramatiq broker chosen from BROKER_URL, and the in-process worker.
+
+- ``redis://`` or ``amqp://``: a real broker; run ``marketplace worker`` beside the web processes.
+- ``stub://`` (default): Dramatiq's StubBroker with a worker thread inside the web process, so
+  the application runs alone on a fresh machine.
+
+Actors are declared with :func:`actor` and sent after commit with
+:func:`marketplace.db.after_commit` (``after_commit(session, lambda: some_actor.send(...))``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO
+
+from marketplace.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(url: str) -> dramatiq.Broker:
+    middleware = [m() for m in dramatiq.middleware.default_middleware] + [AsyncIO()]
+    if url.startswith(("redis://", "rediss://")):
+        from dramatiq.brokers.redis import RedisBroker
+
+        return RedisBroker(url=url, middleware=middleware, namespace="cadenza")
+    if url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+    broker = StubBroker(middleware=middleware)
+    broker.emit_after("process_boot")
+    return broker
+
+
+broker: dramatiq.Broker = make_broker(get_settings().broker_url)
+dramatiq.set_broker(broker)
+
+
+def actor(**options: Any) -> Callable[[Callable[..., Any]], dramatiq.Actor]:
+    """Declare an actor on the application's broker (retries with exponential backoff)."""
+    options.setdefault("max_retries", 5)
+    options.setdefault("min_backoff", 1_000)
+    options.setdefault("max_backoff", 300_000)
+
+    def wrap(fn: Callable[..., Any]) -> dramatiq.Actor:
+        return dramatiq.actor(fn, broker=broker, **options)
+
+    return wrap
+
+
+def is_in_process() -> bool:
+    return isinstance(broker, StubBroker)
+
+
+class InProcessWorker:
+    """Runs the StubBroker's queues on worker threads inside the web process."""
+
+    def __init__(self, threads: int = 2) -> None:
+        self.worker: dramatiq.Worker | None = None
+        self.threads = threads
+
+    def start(self) -> None:
+        if not is_in_process() or self.worker is not None:
+            return
+        self.worker = dramatiq.Worker(broker, worker_threads=self.threads, worker_timeout=100)
+        self.worker.start()
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop(timeout=5_000)
+            self.worker = None
+
+    def drain(self, timeout_ms: int = 30_000) -> None:
+        """Wait until every queued message has been processed (tests, demo)."""
+        if not isinstance(broker, StubBroker):
+            return
+        for queue in list(broker.queues):
+            broker.join(queue, timeout=timeout_ms, fail_fast=True)
+        if self.worker is not None:
+            self.worker.join()
+
+
+in_process_worker = InProcessWorker()
+
+
+def broker_ping() -> None:
+    """Raise when the broker cannot be reached (health check)."""
+    if isinstance(broker, StubBroker):
+        return
+    from dramatiq.brokers.redis import RedisBroker
+
+    if isinstance(broker, RedisBroker):
+        broker.client.ping()
+        return
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    if isinstance(broker, RabbitmqBroker):
+        import pika
+
+        conn = pika.BlockingConnection(broker.parameters)
+        conn.close()

@@ -1,0 +1,1 @@
+"""Tutor profiles (filled in by the profiles issue)."""

@@ -1,0 +1,1 @@
+"""payouts domain (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""search domain (see DESIGN.md)."""
