@@ -73,8 +73,8 @@ class AccountController(Controller):
 
     # ---- email verification -------------------------------------------------------------
     @get("/verify-email", name="verify_email")
-    async def verify_form(self, request: Request, token: str = "") -> Template:
-        return Template("accounts/verify.html", context={"token": token})
+    async def verify_form(self, request: Request) -> Template:
+        return Template("accounts/verify.html", context={"token": request.query_params.get("token", "")[:200]})
 
     @post("/verify-email")
     async def verify(self, request: Request) -> Template | Redirect:
@@ -99,10 +99,11 @@ class AccountController(Controller):
 
     # ---- log in / out -------------------------------------------------------------------
     @get("/login", name="login")
-    async def login_form(self, request: Request, next: str = "") -> Template | Redirect:
+    async def login_form(self, request: Request) -> Template | Redirect:
+        target = request.query_params.get("next", "")
         if current_user(request):
-            return redirect(safe_next(next, "/dashboard"))
-        return Template("accounts/login.html", context={"form": {"next": safe_next(next, "")}, "error": None})
+            return redirect(safe_next(target, "/dashboard"))
+        return Template("accounts/login.html", context={"form": {"next": safe_next(target, "")}, "error": None})
 
     @post("/login")
     async def login(self, request: Request) -> Template | Redirect:
@@ -158,7 +159,8 @@ class AccountController(Controller):
         return Template("accounts/forgot.html", context={"form": {}, "errors": {}, "sent": True})
 
     @get("/reset-password", name="reset_password")
-    async def reset_form(self, token: str = "") -> Template:
+    async def reset_form(self, request: Request) -> Template:
+        token = request.query_params.get("token", "")[:200]
         return Template("accounts/reset.html", context={"token": token, "errors": {}, "error": None})
 
     @post("/reset-password")
