@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ],
         lifespan=[lifespan],
-        middleware=[SecurityHeadersMiddleware, session_config.middleware, RequestContextMiddleware],
+        middleware=[session_config.middleware, RequestContextMiddleware],
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
             cookie_secure=settings.secure_cookies,
@@ -96,6 +96,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=2 * 1024 * 1024,
         debug=False,
     )
+    # Outside Litestar's per-route middleware, so that 404s and static files get the headers too.
+    app.asgi_handler = SecurityHeadersMiddleware(app.asgi_handler)
     app.state.settings = settings
     app.state.throttle = make_throttle(settings)
     return app

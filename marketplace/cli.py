@@ -18,6 +18,19 @@ def _settings():
         raise click.ClickException(str(exc)) from exc
 
 
+def _run(coro_fn, *args, **kwargs):
+    """Run a coroutine on a fresh loop and close that loop's database engine afterwards."""
+    from marketplace.db import dispose_engines
+
+    async def go():
+        try:
+            return await coro_fn(*args, **kwargs)
+        finally:
+            await dispose_engines()
+
+    return asyncio.run(go())
+
+
 @click.group()
 def main() -> None:
     """Cadenza: a marketplace for music lessons."""
@@ -101,7 +114,7 @@ def create_admin(email: str, display_name: str, password: str) -> None:
             return user.email
 
     try:
-        created = asyncio.run(go())
+        created = _run(go)
     except AppError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"Admin ready: {created}")
@@ -118,7 +131,7 @@ def demo(tutors: int, students: int, seed: int) -> None:
 
     _settings()
     upgrade_head_sync()
-    result = asyncio.run(demo_create(tutors=tutors, students=students, seed=seed))
+    result = _run(demo_create, tutors=tutors, students=students, seed=seed)
     click.echo(f"Demo data ready: {result.tutors} tutors, {result.students} students.")
     click.echo("Log in with:")
     for role, email, password in result.logins:

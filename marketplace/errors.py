@@ -90,7 +90,25 @@ def _default_message(status: int) -> str:
     }.get(status, _("Your request could not be processed."))
 
 
+def _ensure_locale(request: Request) -> None:
+    """Unmatched routes skip the route middleware: negotiate the locale here for them."""
+    state = request.scope.setdefault("state", {})
+    if "locale" in state:
+        return
+    from marketplace.i18n import negotiate_locale, set_request_locale
+    from marketplace.web import LOCALE_COOKIE
+
+    locale = negotiate_locale(
+        user_locale=None,
+        cookie_locale=request.cookies.get(LOCALE_COOKIE),
+        accept_language=request.headers.get("accept-language"),
+    )
+    state["locale"] = locale
+    set_request_locale(locale, None)
+
+
 def error_response(request: Request, status: int, message: str | None = None, **extra: Any) -> Response:
+    _ensure_locale(request)
     titles = _titles()
     title = titles.get(status, titles[400] if status < 500 else titles[500])
     text = message or _default_message(status)

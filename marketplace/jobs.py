@@ -65,8 +65,9 @@ class InProcessWorker:
         self.worker: dramatiq.Worker | None = None
         self.threads = threads
 
-    def start(self) -> None:
-        if not is_in_process() or self.worker is not None:
+    def start(self, *, any_broker: bool = False) -> None:
+        """Start worker threads; only for the stub broker unless ``any_broker`` (tests)."""
+        if self.worker is not None or not (is_in_process() or any_broker):
             return
         self.worker = dramatiq.Worker(broker, worker_threads=self.threads, worker_timeout=100)
         self.worker.start()
@@ -77,13 +78,24 @@ class InProcessWorker:
             self.worker = None
 
     def drain(self, timeout_ms: int = 30_000) -> None:
-        """Wait until every queued message has been processed (tests, demo)."""
-        if not isinstance(broker, StubBroker):
-            return
-        for queue in list(broker.queues):
-            broker.join(queue, timeout=timeout_ms, fail_fast=True)
-        if self.worker is not None:
-            self.worker.join()
+        """Wait until every queued message has been processed (tests, demo).
+
+        With a real broker and no worker in this process, workers are started for the wait.
+        """
+        started_here = self.worker is None
+        if started_here:
+            self.start(any_broker=True)
+        try:
+            for queue in list(broker.queues):
+                if isinstance(broker, StubBroker):
+                    broker.join(queue, timeout=timeout_ms, fail_fast=True)
+                else:
+                    broker.join(queue, timeout=timeout_ms)
+            if self.worker is not None:
+                self.worker.join()
+        finally:
+            if started_here:
+                self.stop()
 
 
 in_process_worker = InProcessWorker()

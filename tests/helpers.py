@@ -36,8 +36,14 @@ async def sign_up(
     return await post_form(
         client,
         "/signup",
-        {"email": email, "password": password, "display_name": name, "role": role, "timezone": timezone,
-         "locale": locale},
+        {
+            "email": email,
+            "password": password,
+            "display_name": name,
+            "role": role,
+            "timezone": timezone,
+            "locale": locale,
+        },
     )
 
 
@@ -68,14 +74,29 @@ async def last_link(to: str, path: str) -> str:
     raise AssertionError(f"no {path} link mailed to {to}")
 
 
-async def make_user(*, email: str, password: str = "correct horse battery", role: str = "student",
-                    verified: bool = True, name: str = "Test User", locale: str = "en", tz: str = "UTC"):
+async def make_user(
+    *,
+    email: str,
+    password: str = "correct horse battery",
+    role: str = "student",
+    verified: bool = True,
+    name: str = "Test User",
+    locale: str = "en",
+    tz: str = "UTC",
+):
     from marketplace.accounts.models import Role, User
     from marketplace.accounts.services import password_hash
     from marketplace.db import transaction, utcnow
 
     async with transaction() as session:
-        user = User(email=email, password_hash=password_hash(password), display_name=name, role=Role(role),
-                    timezone=tz, locale=locale, email_verified_at=utcnow() if verified else None)
+        user = User(
+            email=email,
+            password_hash=password_hash(password),
+            display_name=name,
+            role=Role(role),
+            timezone=tz,
+            locale=locale,
+            email_verified_at=utcnow() if verified else None,
+        )
         session.add(user)
     return user

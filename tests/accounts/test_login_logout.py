@@ -19,7 +19,10 @@ async def test_log_in_rotates_the_session_id_and_log_out_destroys_it(client, app
     assert response.status_code == 200 and str(response.url).endswith("/dashboard")
     after = session_cookie(client)
     assert after and after != before
-    store = app.stores.get("sessions")
+    from marketplace.accounts.sessions import make_session_store
+    from marketplace.settings import get_settings
+
+    store = make_session_store(get_settings())  # the app's own store lives on the server's loop
     assert await store.get(after) is not None
     await log_out(client)
     assert await store.get(after) is None
@@ -67,8 +70,12 @@ async def test_anonymous_visitor_is_sent_to_log_in_and_back_afterwards(client):
     token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text).group(1)
     back = await client.post(
         "/login",
-        data={"_csrf_token": token, "email": "ana@example.com", "password": "correct horse battery",
-              "next": "/account/settings"},
+        data={
+            "_csrf_token": token,
+            "email": "ana@example.com",
+            "password": "correct horse battery",
+            "next": "/account/settings",
+        },
         follow_redirects=False,
     )
     assert back.headers["location"] == "/account/settings"
@@ -78,7 +85,9 @@ async def test_next_parameter_cannot_send_users_to_another_site(client):
     await make_user(email="ana@example.com")
     for target in ("https://evil.example", "//evil.example", "/\\evil.example"):
         response = await post_form(
-            client, "/login", {"email": "ana@example.com", "password": "correct horse battery", "next": target},
+            client,
+            "/login",
+            {"email": "ana@example.com", "password": "correct horse battery", "next": target},
             follow_redirects=False,
         )
         assert response.headers["location"] == "/dashboard", target

@@ -19,25 +19,32 @@ async def test_reset_request_answers_the_same_for_known_and_unknown_addresses(cl
 async def test_password_reset_sets_the_new_password_once_and_ends_sessions(client, app):
     from litestar.testing import AsyncTestClient
 
+    from marketplace.app import create_app  # a second web process: one app per event loop
+
     await make_user(email="ana@example.com")
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as other_device:
+    async with AsyncTestClient(app=create_app(), base_url="http://testserver.local") as other_device:
         await log_in(other_device, "ana@example.com", "correct horse battery")
         assert (await other_device.get("/dashboard")).status_code == 200
         await post_form(client, "/forgot-password", {"email": "ana@example.com"})
         link = await last_link("ana@example.com", "/reset-password")
         token = link.split("token=")[1]
         mismatch = await post_form(
-            client, "/reset-password", {"token": token, "password": "new secret phrase", "password_confirm": "x"},
+            client,
+            "/reset-password",
+            {"token": token, "password": "new secret phrase", "password_confirm": "x"},
             page=link,
         )
         assert mismatch.status_code == 422 and "do not match" in mismatch.text
         done = await post_form(
-            client, "/reset-password",
-            {"token": token, "password": "new secret phrase", "password_confirm": "new secret phrase"}, page=link,
+            client,
+            "/reset-password",
+            {"token": token, "password": "new secret phrase", "password_confirm": "new secret phrase"},
+            page=link,
         )
         assert done.status_code == 200 and str(done.url).endswith("/login")
         reused = await post_form(
-            client, "/reset-password",
+            client,
+            "/reset-password",
             {"token": token, "password": "other secret phrase", "password_confirm": "other secret phrase"},
             page=link,
         )
@@ -53,33 +60,49 @@ async def test_reset_with_a_weak_password_keeps_the_token_usable(client):
     await post_form(client, "/forgot-password", {"email": "ana@example.com"})
     link = await last_link("ana@example.com", "/reset-password")
     token = link.split("token=")[1]
-    weak = await post_form(client, "/reset-password", {"token": token, "password": "short", "password_confirm": "short"},
-                           page=link)
+    weak = await post_form(
+        client, "/reset-password", {"token": token, "password": "short", "password_confirm": "short"}, page=link
+    )
     assert weak.status_code == 422 and "at least 10 characters" in weak.text
-    ok = await post_form(client, "/reset-password",
-                         {"token": token, "password": "a much better one", "password_confirm": "a much better one"},
-                         page=link)
+    ok = await post_form(
+        client,
+        "/reset-password",
+        {"token": token, "password": "a much better one", "password_confirm": "a much better one"},
+        page=link,
+    )
     assert ok.status_code == 200
 
 
 async def test_password_change_needs_the_current_password_and_ends_other_sessions(client, app):
     from litestar.testing import AsyncTestClient
 
+    from marketplace.app import create_app  # a second web process: one app per event loop
+
     await make_user(email="ana@example.com")
     await log_in(client, "ana@example.com", "correct horse battery")
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as other:
+    async with AsyncTestClient(app=create_app(), base_url="http://testserver.local") as other:
         await log_in(other, "ana@example.com", "correct horse battery")
         wrong = await post_form(
-            client, "/account/password",
-            {"current_password": "nope nope nope", "new_password": "brand new phrase",
-             "new_password_confirm": "brand new phrase"}, page="/account/settings",
+            client,
+            "/account/password",
+            {
+                "current_password": "nope nope nope",
+                "new_password": "brand new phrase",
+                "new_password_confirm": "brand new phrase",
+            },
+            page="/account/settings",
         )
         assert wrong.status_code == 422 and "current password is not correct" in wrong.text
         assert (await other.get("/dashboard")).status_code == 200
         ok = await post_form(
-            client, "/account/password",
-            {"current_password": "correct horse battery", "new_password": "brand new phrase",
-             "new_password_confirm": "brand new phrase"}, page="/account/settings",
+            client,
+            "/account/password",
+            {
+                "current_password": "correct horse battery",
+                "new_password": "brand new phrase",
+                "new_password_confirm": "brand new phrase",
+            },
+            page="/account/settings",
         )
         assert ok.status_code == 200 and "logged out everywhere else" in ok.text
         assert (await client.get("/dashboard")).status_code == 200  # this session lives on
@@ -89,13 +112,13 @@ async def test_password_change_needs_the_current_password_and_ends_other_session
 async def test_settings_save_name_zone_and_language_and_refuse_bad_values(client):
     await make_user(email="ana@example.com")
     await log_in(client, "ana@example.com", "correct horse battery")
-    bad = await post_form(client, "/account/settings",
-                          {"display_name": "", "timezone": "Nowhere/City", "locale": "fr"})
+    bad = await post_form(client, "/account/settings", {"display_name": "", "timezone": "Nowhere/City", "locale": "fr"})
     assert bad.status_code == 422
     for message in ("Enter the name others will see", "Choose a time zone", "Choose a language"):
         assert message in bad.text
-    ok = await post_form(client, "/account/settings",
-                         {"display_name": "Ana Lopez", "timezone": "America/New_York", "locale": "de"})
+    ok = await post_form(
+        client, "/account/settings", {"display_name": "Ana Lopez", "timezone": "America/New_York", "locale": "de"}
+    )
     assert ok.status_code == 200
     assert 'lang="de"' in ok.text and "Einstellungen" in ok.text
     assert 'value="America/New_York" selected' in ok.text

@@ -95,8 +95,15 @@ async def test_role_cannot_be_admin_at_sign_up(client):
     token = await csrf_token(client, "/signup")
     response = await client.post(
         "/signup",
-        data={"_csrf_token": token, "email": "eve@example.com", "password": "correct horse battery",
-              "display_name": "Eve", "role": "admin", "timezone": "UTC", "locale": "en"},
+        data={
+            "_csrf_token": token,
+            "email": "eve@example.com",
+            "password": "correct horse battery",
+            "display_name": "Eve",
+            "role": "admin",
+            "timezone": "UTC",
+            "locale": "en",
+        },
     )
     assert response.status_code == 422
     assert await count_users() == 0

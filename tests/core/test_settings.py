@@ -38,8 +38,16 @@ def test_development_generates_a_secret_once_and_keeps_it_under_var(monkeypatch,
 
 
 def test_defaults_are_the_embedded_backends(monkeypatch, tmp_path):
-    for name in ("DATABASE_URL", "BROKER_URL", "REDIS_URL", "SMTP_URL", "MEILI_URL", "STRIPE_SECRET_KEY",
-                 "LIVEKIT_URL", "DEFAULT_LOCALE"):
+    for name in (
+        "DATABASE_URL",
+        "BROKER_URL",
+        "REDIS_URL",
+        "SMTP_URL",
+        "MEILI_URL",
+        "STRIPE_SECRET_KEY",
+        "LIVEKIT_URL",
+        "DEFAULT_LOCALE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODE", "development")
     monkeypatch.setenv("VAR_DIR", str(tmp_path))
