@@ -83,7 +83,7 @@ async def clean_state(migrated_database: str) -> AsyncIterator[None]:
             await conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in _tables()) + " CASCADE"))
         else:
             for table in _tables():
-                await conn.execute(text(f'DELETE FROM "{table}"'))  # noqa: S608 - table names from metadata
+                await conn.execute(text(f'DELETE FROM "{table}"'))
     settings = get_settings()
     if settings.redis_url:
         from redis.asyncio import Redis

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.helpers import csrf_token, log_in, log_out, make_user, post_form
+from tests.helpers import log_in, log_out, make_user, post_form
 
 
 def session_cookie(client) -> str | None:

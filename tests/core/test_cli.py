@@ -10,7 +10,7 @@ from marketplace.cli import main
 from marketplace.db import session_factory
 
 
-def run_cli(*args: str, input: str | None = None):  # noqa: A002
+def run_cli(*args: str, input: str | None = None):
     # Called through asyncio.to_thread: the command runs (and closes) its own event loop.
     return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
 

@@ -89,7 +89,7 @@ async def test_mail_is_sent_over_smtp_when_configured(monkeypatch):
     received = []
 
     class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        async def handle_DATA(self, server, session, envelope):
             received.append(envelope)
             return "250 OK"
 
@@ -144,7 +144,7 @@ def test_real_brokers_answer_when_configured():
         return
     try:
         jobs.broker_ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         need_service("broker", f"{url}: {exc}")
     amqp = os.environ.get("AMQP_URL")
     if amqp:
@@ -153,5 +153,5 @@ def test_real_brokers_answer_when_configured():
 
         try:
             pika.BlockingConnection(broker.parameters).close()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             need_service("RabbitMQ", f"{amqp}: {exc}")
