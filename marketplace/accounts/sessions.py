@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -71,6 +72,8 @@ class DatabaseStore(Store):
         if isinstance(expires_in, int):
             expires_in = timedelta(seconds=expires_in)
         expires_at = utcnow() + expires_in if expires_in else None
+        if secrets.randbelow(200) == 0:  # now and then, forget sessions that have expired
+            await self.delete_expired()
         async with transaction() as session:
             row = await session.get(StoredSession, key)
             if row is None:
