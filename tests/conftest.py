@@ -72,10 +72,9 @@ def _tables() -> list[str]:
     return [t.name for t in reversed(Base.metadata.sorted_tables)]
 
 
-@pytest.fixture(autouse=True)
-async def clean_state(migrated_database: str) -> AsyncIterator[None]:
-    """Every test starts with empty tables (and an empty Redis db when REDIS_URL is set)."""
-    from marketplace.db import dispose_engines, get_engine
+async def empty_tables_and_redis() -> None:
+    """Empty every table (and the Redis db when REDIS_URL is set) on the running loop's engine."""
+    from marketplace.db import get_engine
 
     engine = get_engine()
     async with engine.begin() as conn:
@@ -93,6 +92,14 @@ async def clean_state(migrated_database: str) -> AsyncIterator[None]:
             await redis.flushdb()
         finally:
             await redis.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(migrated_database: str) -> AsyncIterator[None]:
+    """Every test starts with empty tables (and an empty Redis db when REDIS_URL is set)."""
+    from marketplace.db import dispose_engines
+
+    await empty_tables_and_redis()
     yield
     await dispose_engines()
 

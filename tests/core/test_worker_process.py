@@ -25,19 +25,24 @@ async def test_worker_process_delivers_mail_from_redis():
     broker = jobs.make_broker(url)
     try:
         broker.client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         need_service("Redis", f"{url}: {exc}")
     broker.client.flushdb()
     async with transaction() as session:
         msg = OutboxMessage(to_address="ana@example.com", subject="Hi", body_text="Body", message_id="<t@x>")
         session.add(msg)
     broker.declare_queue("mail")
-    broker.enqueue(dramatiq.Message(queue_name="mail", actor_name="mail_send", args=(str(msg.id),), kwargs={},
-                                    options={}))
+    broker.enqueue(
+        dramatiq.Message(queue_name="mail", actor_name="mail_send", args=(str(msg.id),), kwargs={}, options={})
+    )
     env = {**os.environ, "BROKER_URL": url}
     marketplace = Path(sys.executable).with_name("marketplace")
-    proc = subprocess.Popen([str(marketplace), "worker", "--processes", "1", "--threads", "1"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(marketplace), "worker", "--processes", "1", "--threads", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 45
         status = "queued"

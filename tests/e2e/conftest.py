@@ -1,16 +1,17 @@
 """Browser tests: the real server (`marketplace run`) in a subprocess, driven by Debian's chromium.
 
-- ``live_server`` (session): the application on a free port, on the same DATABASE_URL (and
+- ``live_server`` (package): the application on a free port, on the same DATABASE_URL (and
   REDIS_URL) as the test process, so tests create users and read the outbox directly. The
-  autouse ``clean_state`` of tests/conftest.py empties the tables before every test while the
-  server keeps running.
-- ``browser`` (session): Playwright (sync API) and chromium, started once, before any test's
-  event loop exists. Every test gets fresh browser contexts from ``new_page``.
+  tables are emptied before every test (``clean_state``) while the server keeps running.
+- ``browser`` (package): Playwright (sync API) and chromium, started once for tests/e2e and
+  stopped when its last test is done. Every test gets fresh browser contexts from ``new_page``.
 - ``clean_state`` is overridden here by a synchronous twin. Playwright's sync API marks its own
   event loop as the running loop of the main thread for as long as Playwright is started (see
   wait_for_future in playwright/_impl/_greenlets.py), so pytest-asyncio can no longer run an
   async fixture there ("Runner.run() cannot be called from a running event loop"). The twin does
-  the same work on a fresh loop in a worker thread (support.run_sync).
+  the same work on a fresh loop in a worker thread (support.run_sync). For the same reason
+  Playwright lives only as long as this package's tests: async tests that run after them need
+  the main thread's loop free again.
 - When /usr/bin/chromium is missing the tests are skipped, or fail when CI=true.
 """
 
@@ -24,45 +25,20 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from sqlalchemy import text
-
-from tests.conftest import _tables, need_service
+from tests.conftest import empty_tables_and_redis, need_service
 from tests.e2e.server import LiveServer, chromium_available, launch_chromium, start_server
 from tests.e2e.support import Account, create_user, run_sync
 
 DEFAULT_TIMEOUT_MS = 10_000
 
 
-async def _empty_tables_and_redis() -> None:
-    """What tests/conftest.py's clean_state does before each test."""
-    from marketplace.db import get_engine
-    from marketplace.settings import get_settings
-
-    engine = get_engine()
-    async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in _tables()) + " CASCADE"))
-        else:
-            for table in _tables():
-                await conn.execute(text(f'DELETE FROM "{table}"'))
-    settings = get_settings()
-    if settings.redis_url:
-        from redis.asyncio import Redis
-
-        redis = Redis.from_url(settings.redis_url)
-        try:
-            await redis.flushdb()
-        finally:
-            await redis.aclose()
-
-
 @pytest.fixture(autouse=True)
 def clean_state(migrated_database: str) -> None:
     """Every browser test starts with empty tables (and an empty Redis db when REDIS_URL is set)."""
-    run_sync(_empty_tables_and_redis)
+    run_sync(empty_tables_and_redis)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_server(migrated_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     log_path = tmp_path_factory.mktemp("e2e-server") / "server.log"
     server = start_server(dict(os.environ), log_path)
@@ -70,7 +46,7 @@ def live_server(migrated_database: str, tmp_path_factory: pytest.TempPathFactory
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not chromium_available():
         need_service("chromium", "/usr/bin/chromium is not installed (make browser)")
