@@ -161,10 +161,11 @@ def refresh_auth(request: Request, user: User) -> None:
 
 
 def flash(request: Request, message: str, category: str = "success") -> None:
-    session = request.session if isinstance(request.scope.get("session"), dict) else {}
-    if not isinstance(request.scope.get("session"), dict):
+    """Show ``message`` on the next page this client sees."""
+    session = request.scope.get("session")
+    if not isinstance(session, dict):
         request.set_session({})
-        session = request.session
+        session = request.scope["session"]
     session.setdefault("_flash", []).append({"message": str(message), "category": category})
 
 
