@@ -67,6 +67,7 @@ i18n-update: i18n-extract
 	$(BIN)/pybabel update -i marketplace/locale/messages.pot -d marketplace/locale --no-fuzzy-matching --ignore-obsolete
 
 bench: setup-test
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/foundation.py
 
 clean:

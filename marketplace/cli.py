@@ -47,9 +47,10 @@ def run(host: str, port: int, workers: int, reload: bool) -> None:
 
     settings = _settings()
     if settings.migrate_on_start:
-        from marketplace.migrations import upgrade_head_sync
+        # In a child process, so that the supervisor does not keep Alembic and the models in memory.
+        import subprocess
 
-        upgrade_head_sync()
+        subprocess.run([sys.executable, "-m", "marketplace.cli", "migrate"], check=True)  # noqa: S603
     # The processes must not race to migrate: it is done once, here.
     os.environ["MIGRATE_ON_START"] = "false"
     click.echo(f"Cadenza on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")

@@ -17,7 +17,6 @@ from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator, Uuid
 
 from marketplace.settings import get_settings
@@ -95,7 +94,9 @@ def make_engine(url: str | None = None) -> AsyncEngine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, poolclass=NullPool if ":memory:" not in url else None)
+        # A pooled engine: opening an aiosqlite connection starts a thread and runs the pragmas,
+        # which cost more than most requests' queries.
+        engine = create_async_engine(url, pool_size=5, max_overflow=10)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
