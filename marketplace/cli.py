@@ -50,7 +50,7 @@ def run(host: str, port: int, workers: int, reload: bool) -> None:
         # In a child process, so that the supervisor does not keep Alembic and the models in memory.
         import subprocess
 
-        subprocess.run([sys.executable, "-m", "marketplace.cli", "migrate"], check=True)  # noqa: S603
+        subprocess.run([sys.executable, "-m", "marketplace.cli", "migrate"], check=True)
     # The processes must not race to migrate: it is done once, here.
     os.environ["MIGRATE_ON_START"] = "false"
     click.echo(f"Cadenza on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")
