@@ -174,4 +174,5 @@ def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
 def import_all_models() -> None:
     """Import every domain's models so that Base.metadata is complete (Alembic, tests)."""
     import marketplace.accounts.models
+    import marketplace.audit  # noqa: F401
     import marketplace.mail  # noqa: F401

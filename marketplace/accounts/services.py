@@ -305,3 +305,57 @@ def require_user(user: User | None) -> User:
     if user is None:
         raise NotFound(_("We could not find that account."))
     return user
+
+
+async def user_ban(session: AsyncSession, *, admin: User, user_id: uuid.UUID, reason: str) -> User:
+    """Ban an account: every session ends at once (auth version raised) and log-in is refused."""
+    from marketplace.audit import audit_record
+    from marketplace.errors import Forbidden
+
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(_("We could not find that account."))
+    if user.id == admin.id:
+        raise Forbidden(_("You cannot ban yourself."))
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 1000:
+        raise ValidationFailed(_("Give a reason of at most 1000 characters."), errors={"reason": _("Required.")})
+    if user.banned_at is not None:
+        return user
+    before = {"banned_at": None, "auth_version": user.auth_version}
+    user.banned_at = utcnow()
+    user.auth_version += 1
+    await audit_record(
+        session,
+        actor_id=admin.id,
+        action="user.ban",
+        target_type="user",
+        target_id=user.id,
+        before=before,
+        after={"banned_at": user.banned_at.isoformat(), "auth_version": user.auth_version},
+        reason=reason,
+    )
+    return user
+
+
+async def user_unban(session: AsyncSession, *, admin: User, user_id: uuid.UUID, reason: str) -> User:
+    from marketplace.audit import audit_record
+
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound(_("We could not find that account."))
+    if user.banned_at is None:
+        return user
+    before = {"banned_at": user.banned_at.isoformat()}
+    user.banned_at = None
+    await audit_record(
+        session,
+        actor_id=admin.id,
+        action="user.unban",
+        target_type="user",
+        target_id=user.id,
+        before=before,
+        after={"banned_at": None},
+        reason=(reason or "").strip()[:1000] or None,
+    )
+    return user
