@@ -174,5 +174,6 @@ def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
 def import_all_models() -> None:
     """Import every domain's models so that Base.metadata is complete (Alembic, tests)."""
     import marketplace.accounts.models
-    import marketplace.audit  # noqa: F401
-    import marketplace.mail  # noqa: F401
+    import marketplace.audit
+    import marketplace.mail
+    import marketplace.tutors.models  # noqa: F401

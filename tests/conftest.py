@@ -72,10 +72,40 @@ def _tables() -> list[str]:
     return [t.name for t in reversed(Base.metadata.sorted_tables)]
 
 
+def _migration_seeds() -> list:
+    """The seed functions of data migrations (reference data such as the taxonomy)."""
+    import importlib.util
+
+    from marketplace.settings import ROOT
+
+    seeds = []
+    for path in sorted((ROOT / "alembic" / "versions").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"migration_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        seeds += [getattr(module, name) for name in sorted(dir(module)) if name.startswith("seed_")]
+    return seeds
+
+
+SEEDS: list = []
+
+
+def _reseed(sync_conn) -> None:
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    with Operations.context(MigrationContext.configure(sync_conn)):
+        for seed in SEEDS:
+            seed()
+
+
 async def empty_tables_and_redis() -> None:
-    """Empty every table (and the Redis db when REDIS_URL is set) on the running loop's engine."""
+    """Empty every table (and the Redis db when REDIS_URL is set) on the running loop's engine,
+    then put back the reference data that the migrations seed (the taxonomy)."""
     from marketplace.db import get_engine
 
+    if not SEEDS:
+        SEEDS.extend(_migration_seeds())
     engine = get_engine()
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -83,6 +113,7 @@ async def empty_tables_and_redis() -> None:
         else:
             for table in _tables():
                 await conn.execute(text(f'DELETE FROM "{table}"'))
+        await conn.run_sync(_reseed)
     settings = get_settings()
     if settings.redis_url:
         from redis.asyncio import Redis
