@@ -47,6 +47,8 @@ def _template_config() -> TemplateConfig:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "dramatiq"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     import_all_models()
 
     @asynccontextmanager

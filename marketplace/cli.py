@@ -53,6 +53,7 @@ def run(host: str, port: int, workers: int, reload: bool) -> None:
         subprocess.run([sys.executable, "-m", "marketplace.cli", "migrate"], check=True)
     # The processes must not race to migrate: it is done once, here.
     os.environ["MIGRATE_ON_START"] = "false"
+    get_settings.cache_clear()
     click.echo(f"Cadenza on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''})")
     uvicorn.run(
         "marketplace.app:create_app",
