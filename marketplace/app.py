@@ -23,6 +23,7 @@ from marketplace.accounts.controllers import AccountController
 from marketplace.accounts.sessions import make_session_config, make_session_store
 from marketplace.accounts.throttle import make_throttle
 from marketplace.admin.controllers import AdminController
+from marketplace.admin.moderation import ModerationController
 from marketplace.db import dispose_engines, import_all_models
 from marketplace.errors import exception_handlers
 from marketplace.i18n import install_jinja
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PagesController,
             AccountController,
             AdminController,
+            ModerationController,
             healthz,
             bare,
             create_static_files_router(

@@ -147,7 +147,10 @@ def sign_in(request: Request, user: User) -> None:
 
     flashes = request.session.get("_flash", []) if request.session else []
     request.clear_session()
-    request.set_session({"uid": str(user.id), "ver": user.auth_version, "_flash": flashes})
+    data = {"uid": str(user.id), "ver": user.auth_version}
+    if flashes:
+        data["_flash"] = flashes
+    request.set_session(data)
     rotate_session(request)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,7 +38,8 @@ class RotatingSessionBackend(ServerSideSessionBackend):
 
     async def load_from_connection(self, connection: ASGIConnection) -> dict[str, Any]:
         data = await super().load_from_connection(connection)
-        connection.scope.setdefault("state", {})[_LOADED] = data.copy() if data else {}
+        # A deep copy: handlers mutate nested values (the flash list) in place.
+        connection.scope.setdefault("state", {})[_LOADED] = copy.deepcopy(data) if data else {}
         return data
 
     async def store_in_message(self, scope_session: ScopeSession, message: Message, connection: ASGIConnection) -> None:

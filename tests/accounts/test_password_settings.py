@@ -162,3 +162,19 @@ async def test_timezone_cookie_for_visitors_is_validated(client):
     assert ok.status_code == 204
     bad = await client.post("/timezone", data={"timezone": "Asia/Atlantis"}, headers={"x-csrftoken": token})
     assert bad.status_code == 400
+
+
+async def test_flash_messages_queued_by_consecutive_posts_are_all_kept(client):
+    await make_user(email="ana@example.com")
+    await log_in(client, "ana@example.com", "correct horse battery")
+    form = {
+        "_csrf_token": await csrf_token(client, "/account/settings"),
+        "display_name": "Ana",
+        "timezone": "UTC",
+        "locale": "en",
+    }
+    for _ in range(2):  # no page in between shows (and so consumes) the first message
+        response = await client.post("/account/settings", data=form, follow_redirects=False)
+        assert response.status_code == 303
+    page = await client.get("/account/settings")
+    assert page.text.count("Your settings were saved.") == 2
