@@ -24,6 +24,7 @@ from marketplace.accounts.sessions import make_session_config, make_session_stor
 from marketplace.accounts.throttle import make_throttle
 from marketplace.admin.controllers import AdminController
 from marketplace.admin.moderation import ModerationController
+from marketplace.admin.people import PeopleController
 from marketplace.db import dispose_engines, import_all_models
 from marketplace.errors import exception_handlers
 from marketplace.i18n import install_jinja
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AccountController,
             AdminController,
             ModerationController,
+            PeopleController,
             healthz,
             bare,
             create_static_files_router(
