@@ -172,8 +172,7 @@ def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
 
 
 def import_all_models() -> None:
-    """Import every domain's models so that Base.metadata is complete (Alembic, tests)."""
-    import marketplace.accounts.models
-    import marketplace.audit
-    import marketplace.mail
-    import marketplace.tutors.models  # noqa: F401
+    """Import every domain's models so that Base.metadata is complete (Alembic, tests), and the
+    domains' service modules that register themselves with ``marketplace.ports``."""
+    import scheduling.models
+    import scheduling.services  # noqa: F401

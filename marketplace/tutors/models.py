@@ -83,3 +83,14 @@ class TutorProfile(Entity):
     @property
     def rating(self) -> float | None:
         return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
+
+
+class Favourite(Entity):
+    """A student saved a tutor ("my tutors")."""
+
+    __tablename__ = "favourites"
+
+    student_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    profile_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tutor_profiles.id", ondelete="CASCADE"), nullable=False)
+
+    __table_args__ = (UniqueConstraint("student_id", "profile_id", name="uq_favourites_pair"),)

@@ -1,0 +1,1 @@
+"""Student-tutor message threads."""

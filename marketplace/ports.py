@@ -1,0 +1,51 @@
+"""Ports: what the marketplace core needs to know from the domains, without importing them.
+
+The core (reviews, messaging) asks questions about lessons; the scheduling domain answers them by
+registering an implementation when it is imported (``marketplace.db.import_all_models`` imports
+every domain). Tests and later domains go through the same functions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True)
+class LessonFact:
+    booking_id: uuid.UUID
+    tutor_id: uuid.UUID
+    student_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: str
+
+
+class LessonFacts(Protocol):
+    async def completed_lesson(
+        self, session: AsyncSession, *, booking_id: uuid.UUID, student_id: uuid.UUID
+    ) -> LessonFact | None:
+        """The booking if it is a completed lesson of this student, else None."""
+
+    async def has_paid_lesson(self, session: AsyncSession, *, student_id: uuid.UUID, tutor_id: uuid.UUID) -> bool:
+        """Whether this pair has at least one paid (confirmed or later) lesson."""
+
+    async def completed_lessons_count(self, session: AsyncSession, *, tutor_id: uuid.UUID) -> int: ...
+
+
+_lesson_facts: LessonFacts | None = None
+
+
+def register_lesson_facts(impl: LessonFacts) -> None:
+    global _lesson_facts
+    _lesson_facts = impl
+
+
+def lesson_facts() -> LessonFacts:
+    if _lesson_facts is None:
+        raise RuntimeError("no lesson facts registered: import marketplace.db.import_all_models() first")
+    return _lesson_facts

@@ -1,0 +1,1 @@
+"""Reviews: only from completed lessons, one per booking, a tutor reply, admin hiding."""
