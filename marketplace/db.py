@@ -171,8 +171,23 @@ def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
         session.info.pop("after_commit", None)
 
 
+MODEL_MODULES = (
+    "marketplace.accounts.models",
+    "marketplace.admin.models",
+    "marketplace.audit",
+    "marketplace.mail",
+    "marketplace.messaging.models",
+    "marketplace.reviews.models",
+    "marketplace.tutors.models",
+    "scheduling.models",
+    "scheduling.services",  # registers the lesson facts with marketplace.ports
+)
+
+
 def import_all_models() -> None:
     """Import every domain's models so that Base.metadata is complete (Alembic, tests), and the
     domains' service modules that register themselves with ``marketplace.ports``."""
-    import scheduling.models
-    import scheduling.services  # noqa: F401
+    import importlib
+
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
