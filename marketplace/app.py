@@ -30,6 +30,7 @@ from marketplace.errors import exception_handlers
 from marketplace.i18n import install_jinja
 from marketplace.pages import PagesController, bare, healthz
 from marketplace.settings import ROOT, Settings, get_settings
+from marketplace.tutors.controllers import TutorProfileController
 from marketplace.web import RequestContextMiddleware, SecurityHeadersMiddleware, locale_options, pop_flashes
 
 log = logging.getLogger("marketplace")
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             PagesController,
             AccountController,
+            TutorProfileController,
             AdminController,
             ModerationController,
             PeopleController,

@@ -24,6 +24,8 @@ TZ_COOKIE = "cadenza_tz"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; media-src 'self'; object-src 'none'; base-uri 'self'; "
+    # Intro videos, only on the page a visitor opens to play one (privacy-friendly hosts).
+    "frame-src https://www.youtube-nocookie.com https://player.vimeo.com; "
     "form-action 'self'; frame-ancestors 'none'"
 )
 
