@@ -134,7 +134,7 @@ def demo(tutors: int, students: int, seed: int) -> None:
     _settings()
     upgrade_head_sync()
     result = _run(demo_create, tutors=tutors, students=students, seed=seed)
-    click.echo(f"Demo data ready: {result.tutors} tutors, {result.students} students.")
+    click.echo(f"Demo data ready: {result.tutors} tutors, {result.students} students, {result.profiles} new profiles.")
     click.echo("Log in with:")
     for role, email, password in result.logins:
         click.echo(f"  {role:<8} {email:<28} {password}")

@@ -111,6 +111,7 @@ ZONES = [
 class DemoResult:
     tutors: int = 0
     students: int = 0
+    profiles: int = 0
     logins: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -169,5 +170,9 @@ async def demo_create(*, tutors: int, students: int, seed: int) -> DemoResult:
         missing = [r for r in rows if r["email"] not in existing]
         for start in range(0, len(missing), 2000):
             await session.execute(insert(User), missing[start : start + 2000])
+    async with transaction() as session:
+        from marketplace.tutors.demo import demo_tutor_profiles
+
+        result.profiles = await demo_tutor_profiles(session, rng=rng)
     result.logins = [(role.value, email, DEMO_PASSWORD) for role, email, _, _ in fixed]
     return result

@@ -68,3 +68,29 @@ def test_worker_command_explains_that_jobs_run_in_process_without_a_broker(monke
 async def test_migrate_is_idempotent():
     result = await asyncio.to_thread(run_cli, "migrate")
     assert result.exit_code == 0 and "up to date" in result.output
+
+
+async def test_demo_population_is_believable_and_gives_the_admin_work():
+    from marketplace.reviews.models import Review
+    from marketplace.tutors.models import ProfileStatus, TutorProfile
+
+    result = await asyncio.to_thread(run_cli, "demo", "--tutors", "60", "--students", "20", "--seed", "7")
+    assert result.exit_code == 0, result.output
+    async with session_factory()() as session:
+        profiles = (await session.execute(select(TutorProfile))).scalars().all()
+        reviews = (await session.execute(select(func.count()).select_from(Review))).scalar_one()
+    assert len(profiles) == 61  # 60 generated tutors and the fixed demo tutor
+    docs = [p.draft for p in profiles]
+    assert len({i["slug"] for d in docs for i in d["instruments"]}) >= 25
+    assert len({g for d in docs for g in d["genres"]}) >= 15
+    assert len({lang for d in docs for lang in d["languages"]}) >= 10
+    assert len({d["city"]["geonameid"] for d in docs}) >= 40
+    assert len({(d["city"]["lat"] // 30, d["city"]["lng"] // 60) for d in docs}) >= 5  # several continents
+    assert len({d["currency"] for d in docs}) >= 3
+    assert all(d.get("photo") for d in docs)
+    statuses = {p.status for p in profiles}
+    assert {ProfileStatus.approved, ProfileStatus.pending, ProfileStatus.suspended, ProfileStatus.draft} <= statuses
+    assert reviews > 0
+    assert all(p.rating_count == 0 or 1 <= p.rating_sum / p.rating_count <= 5 for p in profiles)
+    clara = next(p for p in profiles if p.slug == "clara-klavier")
+    assert clara.status == ProfileStatus.approved
