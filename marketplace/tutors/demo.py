@@ -172,7 +172,7 @@ def _document(
     first = names[instruments[0]]
     genre = names[genres[0]]
     years = rng.randint(2, 35)
-    durations = sorted(rng.sample([30, 45, 60, 90], k=rng.randint(1, 3)) + [60])
+    durations = sorted([*rng.sample([30, 45, 90], k=rng.randint(0, 2)), 60])
     in_person = rng.random() < 0.45
     doc: dict[str, Any] = {
         "display_name": user["display_name"],
