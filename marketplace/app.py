@@ -25,12 +25,15 @@ from marketplace.accounts.throttle import make_throttle
 from marketplace.admin.controllers import AdminController
 from marketplace.admin.moderation import ModerationController
 from marketplace.admin.people import PeopleController
+from marketplace.admin.reports import ReportsController
 from marketplace.db import dispose_engines, import_all_models
 from marketplace.errors import exception_handlers
 from marketplace.i18n import install_jinja
 from marketplace.pages import PagesController, bare, healthz
+from marketplace.reviews.controllers import ReviewController
 from marketplace.settings import ROOT, Settings, get_settings
 from marketplace.tutors.controllers import TutorProfileController
+from marketplace.tutors.public import FavouritesController, PublicProfileController
 from marketplace.web import RequestContextMiddleware, SecurityHeadersMiddleware, locale_options, pop_flashes
 
 log = logging.getLogger("marketplace")
@@ -76,6 +79,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminController,
             ModerationController,
             PeopleController,
+            ReportsController,
+            PublicProfileController,
+            FavouritesController,
+            ReviewController,
             healthz,
             bare,
             create_static_files_router(
