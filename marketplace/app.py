@@ -29,6 +29,7 @@ from marketplace.admin.reports import ReportsController
 from marketplace.db import dispose_engines, import_all_models
 from marketplace.errors import exception_handlers
 from marketplace.i18n import install_jinja
+from marketplace.messaging.controllers import MessagingController
 from marketplace.pages import PagesController, bare, healthz
 from marketplace.reviews.controllers import ReviewController
 from marketplace.settings import ROOT, Settings, get_settings
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PublicProfileController,
             FavouritesController,
             ReviewController,
+            MessagingController,
             healthz,
             bare,
             create_static_files_router(

@@ -176,6 +176,7 @@ MODEL_MODULES = (
     "marketplace.admin.models",
     "marketplace.audit",
     "marketplace.mail",
+    "marketplace.messaging.jobs",  # declares the notification actor
     "marketplace.messaging.models",
     "marketplace.reviews.models",
     "marketplace.tutors.models",
