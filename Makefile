@@ -8,7 +8,7 @@ PORT ?= 8000
 WORKERS ?= 1
 TUTORS ?= 40
 
-.PHONY: run test setup setup-test browser vendor migrate demo lint format i18n-extract i18n-update bench clean
+.PHONY: run test setup setup-test browser vendor migrate demo lint format i18n-extract i18n-update bench bench-profiles bench-slots clean
 
 ## run: install everything, migrate, load demo data and serve on the embedded defaults
 run: setup
@@ -69,6 +69,15 @@ i18n-update: i18n-extract
 bench: setup-test
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/foundation.py
+
+## bench-profiles: the profile page with 10,000 demo tutors, side by side with the bare route
+bench-profiles: setup-test
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/foundation.py --tutors 10000 --warm-starts 1 --extra profile=/tutors/clara-klavier
+
+## bench-slots: the pure slot engine
+bench-slots: setup
+	$(BIN)/python bench/slots.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor var

@@ -637,6 +637,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--cold-starts", type=int, default=1, help="cold start-ups (each on a fresh empty DB)")
     ap.add_argument("--tutors", type=int, default=50, help="`marketplace demo --tutors`")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds to wait before measuring idle memory")
+    ap.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also load this anonymous page, side by side with the others (e.g. profile=/tutors/clara-klavier)",
+    )
     ap.add_argument("--startup-timeout", type=float, default=60.0)
     ap.add_argument(
         "--loadgen",
@@ -658,6 +665,8 @@ def parse_args() -> argparse.Namespace:
         ap.error("--warm-starts must be 1..20 and --cold-starts 0..10")
     if args.workers < 1 or args.workers > 16:
         ap.error("--workers must be 1..16")
+    if any("=" not in e or not e.partition("=")[2].startswith("/") for e in args.extra):
+        ap.error("--extra takes NAME=/path")
     return args
 
 
@@ -765,6 +774,12 @@ def main() -> int:
         f"GET /dashboard -> 200"
     )
     endpoints = [("bare", "/bare", None), ("home", "/", None), ("dashboard", "/dashboard", cookie)]
+    for spec in args.extra:
+        name, _, path = spec.partition("=")
+        status = get_status(live.port, path, timeout=10)
+        if status != 200:
+            raise RuntimeError(f"--extra {spec}: GET {path} answered {status}, not 200")
+        endpoints.append((name, path, None))
     extra_headers = ["Accept-Encoding: gzip"] if args.gzip else []
     totals = {name: LoadResult(name=name, path=path) for name, path, _ in endpoints}
     commands: dict[str, list[str]] = {}
