@@ -21,6 +21,20 @@ from marketplace.i18n import gettext as _
 log = logging.getLogger("marketplace.errors")
 
 
+class CodedError(ValueError):
+    """Refused input from a pure module: ``code`` is stable, ``params`` feed the translated message
+    that the web layer chooses (pure modules carry no user-facing text)."""
+
+    def __init__(self, code: str, /, **params: object) -> None:
+        super().__init__(code, params)
+        self.code = code
+        self.params = params
+
+    def __str__(self) -> str:
+        details = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
+        return f"{self.code} ({details})" if details else self.code
+
+
 class AppError(Exception):
     """A failure the user can understand; ``message`` is already translated."""
 

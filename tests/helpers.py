@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 CSRF_RE = re.compile(r'name="_csrf_token" value="([^"]+)"')
 LINK_RE = re.compile(r"(https?://\S+?token=[\w-]+)")
@@ -100,3 +102,18 @@ async def make_user(
         )
         session.add(user)
     return user
+
+
+@contextlib.contextmanager
+def count_statements():
+    """Collect every SQL statement any engine runs inside the block (N+1 checks)."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)

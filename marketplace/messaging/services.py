@@ -374,7 +374,9 @@ async def thread_notify(
         )
         more = ""
         if count > len(shown):
-            more = "\n\n" + _("(and %(num)d earlier messages)", num=count - len(shown))
+            more = "\n\n" + ngettext(
+                "(and %(num)d earlier message)", "(and %(num)d earlier messages)", count - len(shown)
+            )
         outro = _("Read and reply: %(link)s", link=thread_url(thread.id))
         body = intro + "\n\n" + "\n\n".join(parts) + more + "\n\n" + outro + "\n"
         mail = await mail_queue(session, to=recipient.email, subject=subject[:200], body=body)

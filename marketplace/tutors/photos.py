@@ -48,6 +48,8 @@ from io import BytesIO
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from marketplace.errors import CodedError
+
 __all__ = [
     "ACCEPTED_FORMATS",
     "JPEG",
@@ -85,17 +87,8 @@ _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the picture
 _REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"}  # modes Image.reduce() accepts
 
 
-class PhotoError(ValueError):
+class PhotoError(CodedError):
     """A refused photo. ``code`` is stable; ``params`` feed the translated message."""
-
-    def __init__(self, code: str, /, **params: object) -> None:
-        super().__init__(code, params)
-        self.code = code
-        self.params = params
-
-    def __str__(self) -> str:
-        details = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
-        return f"{self.code} ({details})" if details else self.code
 
 
 @dataclass(frozen=True, slots=True)

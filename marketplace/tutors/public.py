@@ -322,21 +322,7 @@ def not_public_notice(profile: TutorProfile, banned: bool) -> str | None:
 
 async def load_profile(session: AsyncSession, *, slug: str, viewer: User | None) -> tuple[TutorProfile, bool]:
     """The profile the viewer may see, and whether its tutor is banned (one statement)."""
-    row = (
-        await session.execute(
-            select(TutorProfile, User.banned_at)
-            .join(User, User.id == TutorProfile.user_id)
-            .where(TutorProfile.slug == slug[:64])
-        )
-    ).first()
-    if row is None:
-        raise NotFound(_("We could not find that tutor."))
-    profile, banned_at = row
-    if viewer is not None and viewer.role == Role.admin:
-        return profile, banned_at is not None
-    if not profile.is_public or banned_at is not None:
-        raise NotFound(_("We could not find that tutor."))
-    return profile, False
+    return await services.profile_lookup(session, slug=slug, viewer=viewer)
 
 
 def document(profile: TutorProfile) -> dict[str, Any]:

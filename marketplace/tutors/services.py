@@ -265,8 +265,9 @@ async def profile_reinstate(
     return profile
 
 
-async def profile_public(session: AsyncSession, *, slug: str, viewer: User | None = None) -> TutorProfile:
-    """The live profile for ``slug``: 404 unless approved and the tutor not banned (admins see all)."""
+async def profile_lookup(session: AsyncSession, *, slug: str, viewer: User | None) -> tuple[TutorProfile, bool]:
+    """The profile the viewer may see and whether its tutor is banned, in one statement: 404 unless
+    approved and the tutor not banned; admins see every profile."""
     row = (
         await session.execute(
             select(TutorProfile, User.banned_at)
@@ -278,7 +279,12 @@ async def profile_public(session: AsyncSession, *, slug: str, viewer: User | Non
         raise NotFound(_("We could not find that tutor."))
     profile, banned_at = row
     if viewer is not None and viewer.role == Role.admin:
-        return profile
+        return profile, banned_at is not None
     if not profile.is_public or banned_at is not None:
         raise NotFound(_("We could not find that tutor."))
-    return profile
+    return profile, False
+
+
+async def profile_public(session: AsyncSession, *, slug: str, viewer: User | None = None) -> TutorProfile:
+    """The live profile for ``slug`` (see :func:`profile_lookup`)."""
+    return (await profile_lookup(session, slug=slug, viewer=viewer))[0]

@@ -23,6 +23,8 @@ from babel import Locale, UnknownLocaleError
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from marketplace.errors import CodedError
+
 __all__ = [
     "BIO_ALLOWED_TAGS",
     "BIO_LINK_REL",
@@ -44,17 +46,8 @@ __all__ = [
 ]
 
 
-class TextError(ValueError):
+class TextError(CodedError):
     """Refused user text. ``code`` is stable; ``params`` feed the translated message."""
-
-    def __init__(self, code: str, /, **params: object) -> None:
-        super().__init__(code, params)
-        self.code = code
-        self.params = params
-
-    def __str__(self) -> str:
-        details = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
-        return f"{self.code} ({details})" if details else self.code
 
 
 # ---- cleaning ------------------------------------------------------------------------------

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from marketplace.db import session_factory, transaction, utcnow
 from marketplace.messaging import services
 from marketplace.messaging.models import Message, Thread
-from tests.helpers import csrf_token, log_in, log_out, make_user, outbox, post_form
-from tests.tutors_profiles.test_moderation_pages import count_statements
+from tests.helpers import count_statements, csrf_token, log_in, log_out, make_user, outbox, post_form
 
 PASSWORD = "correct horse battery"
 HIDDEN = "[contact details hidden until your first paid lesson]"

@@ -7,9 +7,8 @@ from sqlalchemy import func, select
 from marketplace.db import session_factory, transaction
 from marketplace.tutors import services
 from marketplace.tutors.models import Favourite
-from tests.helpers import csrf_token, log_in, make_user, post_form
+from tests.helpers import count_statements, csrf_token, log_in, make_user, post_form
 from tests.profiles.support import PASSWORD, add_reviews, admin_user, approved_tutor
-from tests.tutors_profiles.test_moderation_pages import count_statements
 
 
 async def favourites() -> int:

@@ -7,10 +7,9 @@ import re
 
 from marketplace.db import transaction
 from marketplace.tutors import services
-from tests.helpers import log_in, make_user
+from tests.helpers import count_statements, log_in, make_user
 from tests.profiles.support import PASSWORD, add_reviews, admin_user, approved_tutor, set_live
 from tests.tutors_profiles.test_moderation import fill, submit
-from tests.tutors_profiles.test_moderation_pages import count_statements
 
 JSONLD_RE = re.compile(r'<script type="application/ld\+json">(.*?)</script>', re.S)
 

@@ -10,9 +10,8 @@ from marketplace.admin.models import Report, ReportStatus, ReportTarget
 from marketplace.audit import AuditEntry
 from marketplace.db import session_factory, transaction, utcnow
 from marketplace.messaging.models import Message, Thread
-from tests.helpers import log_in, make_user, post_form
+from tests.helpers import count_statements, log_in, make_user, post_form
 from tests.profiles.support import PASSWORD, add_reviews, admin_user, approved_tutor
-from tests.tutors_profiles.test_moderation_pages import count_statements
 
 
 async def reports() -> list[Report]:

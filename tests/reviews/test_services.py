@@ -2,13 +2,11 @@
 tutor reply, admin hiding with an audit record, and aggregates that always match the reviews."""
 
 import asyncio
-import contextlib
 import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from marketplace.accounts.models import User
@@ -18,23 +16,10 @@ from marketplace.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from marketplace.reviews import services
 from marketplace.reviews.models import Review
 from scheduling.models import Booking, BookingStatus
+from tests.helpers import count_statements
 from tests.reviews.support import aggregates, all_reviews, completed_lesson, quick_user, with_profile
 
 GOOD_TEXT = "A patient teacher; my scales finally make sense."
-
-
-@contextlib.contextmanager
-def count_statements():
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def create(student, booking_id, rating=5, text=GOOD_TEXT):

@@ -1,28 +1,11 @@
 """The admin moderation queue, profile review with the difference, actions, and the audit log."""
 
-import contextlib
-
-from sqlalchemy import event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 
 from marketplace.db import session_factory
 from marketplace.tutors.models import ProfileStatus, TutorProfile
-from tests.helpers import log_in, make_user, outbox, post_form
+from tests.helpers import count_statements, log_in, make_user, outbox, post_form
 from tests.tutors_profiles.test_moderation import COMPLETE_FORMS, fill, submit
-
-
-@contextlib.contextmanager
-def count_statements():
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def pending_tutor(n: int):
