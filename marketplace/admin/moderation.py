@@ -16,6 +16,7 @@ from marketplace.db import session_factory, transaction
 from marketplace.errors import NotFound, ValidationFailed
 from marketplace.i18n import gettext as _
 from marketplace.tutors import services as tutor_services
+from marketplace.tutors.controllers import field_labels
 from marketplace.tutors.models import ProfileStatus, TutorProfile
 from marketplace.web import admin_required, current_user, flash, form_data, redirect
 
@@ -103,6 +104,7 @@ class ModerationController(Controller):
                 "profile": profile,
                 "tutor": tutor,
                 "diff": tutor_services.profile_diff(profile),
+                "labels": field_labels(),
                 "history": history,
                 "errors": errors or {},
             },

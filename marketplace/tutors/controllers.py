@@ -102,6 +102,15 @@ def field_labels() -> dict[str, str]:
         "currency": _("Currency"),
         "durations": _("Lesson lengths and prices"),
         "bio": _("About you"),
+        "genres": _("Genres"),
+        "city": _("City"),
+        "online": _("Online"),
+        "in_person": _("In person"),
+        "travel_radius_km": _("Travel distance"),
+        "trial": _("Trial lesson"),
+        "intro_video": _("Introduction video"),
+        "experience_years": _("Years of teaching experience"),
+        "qualifications": _("Qualifications"),
     }
 
 
