@@ -123,9 +123,9 @@ def demo_cities() -> list[tuple[City, str, list[str]]]:
     return found
 
 
-def _price(rng: random.Random, currency: str, minutes: int) -> int:
-    low, high = PRICE_60[currency]
-    major = rng.uniform(low, high) * minutes / 60
+def _price(hourly: float, currency: str, minutes: int) -> int:
+    """A lesson's price from the tutor's hourly rate (shorter lessons cost a little more per minute)."""
+    major = hourly * (minutes / 60) ** 0.9
     step = 100 if currency in {"JPY", "INR", "SEK", "MXN"} else 1
     major = max(step, round(major / step) * step)
     return int(major) if currency in ZERO_DECIMAL else int(major) * 100
@@ -164,6 +164,8 @@ def _document(
     # The first instrument and genre go round the taxonomy, so that even a small demo covers it.
     main_instrument = taxonomy["instrument"][index % len(taxonomy["instrument"])]
     main_genre = taxonomy["genre"][index % len(taxonomy["genre"])]
+    if user["display_name"] == "Clara Klavier":  # the demo log-in teaches what her name says
+        main_instrument, main_genre = "piano", "jazz"
     others = [i for i in taxonomy["instrument"] if i != main_instrument]
     instruments = [main_instrument, *rng.sample(others, k=rng.choice((0, 0, 1, 2)))]
     genres = [main_genre, *rng.sample([g for g in taxonomy["genre"] if g != main_genre], k=rng.randint(0, 3))]
@@ -173,6 +175,7 @@ def _document(
     genre = names[genres[0]]
     years = rng.randint(2, 35)
     durations = sorted([*rng.sample([30, 45, 90], k=rng.randint(0, 2)), 60])
+    hourly = rng.uniform(*PRICE_60[currency])
     in_person = rng.random() < 0.45
     doc: dict[str, Any] = {
         "display_name": user["display_name"],
@@ -189,8 +192,8 @@ def _document(
         "city": city.as_dict(),
         "travel_radius_km": rng.choice((0, 5, 10, 25)) if in_person else 0,
         "currency": currency,
-        "durations": [{"minutes": m, "price": _price(rng, currency, m)} for m in sorted(set(durations))],
-        "trial": {"minutes": 30, "price": _price(rng, currency, 20)} if rng.random() < 0.35 else None,
+        "durations": [{"minutes": m, "price": _price(hourly, currency, m)} for m in sorted(set(durations))],
+        "trial": {"minutes": 30, "price": _price(hourly * 0.6, currency, 30)} if rng.random() < 0.35 else None,
         "bio": rng.choice(BIOS).format(instrument=first.lower(), genre=genre.lower(), years=years),
         "intro_video": "https://www.youtube.com/watch?v=dQw4w9WgXcQ" if rng.random() < 0.2 else None,
         "experience_years": years,

@@ -1,4 +1,4 @@
-"""Save screenshots of the home and sign-up pages into docs/screenshots/ (not part of the test run).
+"""Save screenshots of the home, sign-up and demo profile pages into docs/screenshots/ (not in the test run).
 
     .venv/bin/python -m tests.e2e.take_screenshots [output-directory]
 
@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.e2e.server import ROOT, chromium_available, launch_chromium, start_server
 
-PAGES = {"home.png": "/", "signup.png": "/signup"}
+PAGES = {"home.png": "/", "signup.png": "/signup", "profile.png": "/tutors/clara-klavier"}
 
 
 def main(out_dir: Path) -> None:
@@ -32,6 +32,14 @@ def main(out_dir: Path) -> None:
             DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/screenshots.db",
             SECRET_KEY="screenshots-only-secret-key-0123456789abcdef",
             LOG_LEVEL="WARNING",
+        )
+        import subprocess
+
+        subprocess.run(  # demo data, so that the profile page has a tutor to show
+            [str(ROOT / ".venv" / "bin" / "marketplace"), "demo", "--tutors", "40"],
+            env=env,
+            check=True,
+            capture_output=True,
         )
         server = start_server(env, Path(tmp) / "server.log")
         try:
