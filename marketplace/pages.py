@@ -6,11 +6,13 @@ import asyncio
 
 from litestar import Controller, Request, get
 from litestar.response import Redirect, Response, Template
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from marketplace import jobs
-from marketplace.accounts.models import Role
+from marketplace.accounts.models import Role, User
 from marketplace.db import session_factory
+from marketplace.ports import lesson_facts
+from marketplace.reviews.models import Review
 from marketplace.web import current_user, login_required, redirect, tutor_required
 
 
@@ -29,7 +31,29 @@ class PagesController(Controller):
             return redirect("/admin")
         if user.role == Role.tutor:
             return redirect("/tutor")
-        return Template("dashboard/student.html")
+        async with session_factory()() as session:
+            lessons = await lesson_facts().completed_lessons_for_student(session, student_id=user.id, limit=20)
+            tutor_ids = {lesson.tutor_id for lesson in lessons}
+            booking_ids = [lesson.booking_id for lesson in lessons]
+            names = (
+                dict((await session.execute(select(User.id, User.display_name).where(User.id.in_(tutor_ids)))).all())
+                if tutor_ids
+                else {}
+            )
+            reviewed = (
+                set(
+                    (
+                        await session.execute(select(Review.booking_id).where(Review.booking_id.in_(booking_ids)))
+                    ).scalars()
+                )
+                if booking_ids
+                else set()
+            )
+        past = [
+            {"lesson": lesson, "tutor": names.get(lesson.tutor_id, ""), "reviewed": lesson.booking_id in reviewed}
+            for lesson in lessons
+        ]
+        return Template("dashboard/student.html", context={"past": past})
 
     @get("/tutor", guards=[tutor_required], name="tutor_home")
     async def tutor_home(self) -> Template:

@@ -36,6 +36,11 @@ class LessonFacts(Protocol):
 
     async def completed_lessons_count(self, session: AsyncSession, *, tutor_id: uuid.UUID) -> int: ...
 
+    async def completed_lessons_for_student(
+        self, session: AsyncSession, *, student_id: uuid.UUID, limit: int
+    ) -> list[LessonFact]:
+        """The student's completed lessons, newest first."""
+
 
 _lesson_facts: LessonFacts | None = None
 

@@ -47,6 +47,17 @@ async def booking_record_completed(
     return booking
 
 
+def _fact(booking: Booking) -> LessonFact:
+    return LessonFact(
+        booking_id=booking.id,
+        tutor_id=booking.tutor_id,
+        student_id=booking.student_id,
+        starts_at=booking.starts_at,
+        ends_at=booking.ends_at,
+        status=booking.status.value,
+    )
+
+
 class _LessonFacts:
     async def completed_lesson(
         self, session: AsyncSession, *, booking_id: uuid.UUID, student_id: uuid.UUID
@@ -77,6 +88,17 @@ class _LessonFacts:
                 select(func.count()).where(Booking.tutor_id == tutor_id, Booking.status == BookingStatus.completed)
             )
         ).scalar_one()
+
+    async def completed_lessons_for_student(
+        self, session: AsyncSession, *, student_id: uuid.UUID, limit: int
+    ) -> list[LessonFact]:
+        rows = await session.execute(
+            select(Booking)
+            .where(Booking.student_id == student_id, Booking.status == BookingStatus.completed)
+            .order_by(Booking.starts_at.desc())
+            .limit(limit)
+        )
+        return [_fact(b) for b in rows.scalars()]
 
 
 register_lesson_facts(_LessonFacts())

@@ -216,3 +216,29 @@ async def test_a_post_without_the_csrf_token_is_refused(client, people):
     response = await client.post(review_url(booking), data={"rating": "5", "text": GOOD_TEXT})
     assert response.status_code == 403
     assert await all_reviews() == []
+
+
+async def test_students_find_their_past_lessons_with_a_review_link_on_the_dashboard(client):
+    from datetime import timedelta
+
+    from marketplace.db import transaction, utcnow
+    from scheduling.services import booking_record_completed
+    from tests.helpers import log_in, make_user
+
+    tutor = await make_user(email="tom@example.com", role="tutor", name="Tom Tutor")
+    student = await make_user(email="sam@example.com")
+    start = utcnow() - timedelta(days=2)
+    async with transaction() as session:
+        booking = await booking_record_completed(
+            session,
+            tutor_id=tutor.id,
+            student_id=student.id,
+            starts_at=start,
+            ends_at=start + timedelta(hours=1),
+            price_amount=4500,
+            currency="EUR",
+        )
+    await log_in(client, "sam@example.com", "correct horse battery")
+    page = await client.get("/dashboard")
+    assert page.status_code == 200 and "Tom Tutor" in page.text
+    assert f'href="/lessons/{booking.id}/review">Review this lesson' in page.text
