@@ -181,6 +181,7 @@ MODEL_MODULES = (
     "marketplace.reviews.models",
     "marketplace.tutors.models",
     "scheduling.models",
+    "search.models",
     "scheduling.services",  # registers the lesson facts with marketplace.ports
 )
 

@@ -1,0 +1,91 @@
+"""Tables of the embedded SQL search backend: a projection of approved tutor profiles, rebuilt
+from the profiles at will (``marketplace search reindex``), so no foreign key ties it to them.
+
+Not declared here (the migration creates them, per dialect, outside the model metadata):
+SQLite's FTS5 table ``search_fts`` with the triggers that keep it in step with
+``search_documents``, and PostgreSQL's full-text expression index ``ix_search_documents_fts``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from marketplace.db import Base, UTCDateTime, utcnow
+
+
+class SearchDocumentRow(Base):
+    __tablename__ = "search_documents"
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    doc_key: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)  # FTS5 rowid
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    slug: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    headline: Mapped[str] = mapped_column(String(200), nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)  # folded searchable text
+    price_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # 60 minutes
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    rating: Mapped[float | None] = mapped_column(Double, nullable=True)
+    review_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    lessons_taught: Mapped[int] = mapped_column(Integer, nullable=False)
+    trial: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    online: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    in_person: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    lat: Mapped[float | None] = mapped_column(Double, nullable=True)
+    lng: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # The point on the unit sphere: radius filters and distance order use chord lengths (no trigonometry in SQL).
+    geo_x: Mapped[float | None] = mapped_column(Double, nullable=True)
+    geo_y: Mapped[float | None] = mapped_column(Double, nullable=True)
+    geo_z: Mapped[float | None] = mapped_column(Double, nullable=True)
+    country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    city_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    newest: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    availability: Mapped[list[int]] = mapped_column(JSON, nullable=False, default=list)
+    indexed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_search_documents_currency_price", "currency", "price_minor"),
+        Index("ix_search_documents_lat", "lat"),
+        Index("ix_search_documents_rating", "rating"),
+        Index("ix_search_documents_newest", "newest"),
+        # A trigram GIN index on PostgreSQL (fuzzy and infix name matching); a plain index elsewhere.
+        Index(
+            "ix_search_documents_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
+    )
+
+
+class SearchFacetRow(Base):
+    """One facet value of one document: disjunctive facet counts are a GROUP BY over these."""
+
+    __tablename__ = "search_facets"
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("search_documents.profile_id", ondelete="CASCADE"), nullable=False
+    )
+    facet: Mapped[str] = mapped_column(String(32), nullable=False)
+    value: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("profile_id", "facet", "value", name="pk_search_facets"),
+        Index("ix_search_facets_facet_value_profile", "facet", "value", "profile_id"),
+    )
