@@ -20,8 +20,9 @@ async def backend(request) -> SearchBackend:
 
         return SqlSearchBackend()
     # MEILI_URL is set: the Meilisearch backend must exist and answer (a failure, never a skip).
-    from search.meili import MeiliSearchBackend  # type: ignore[import-not-found]
+    from search.meili import MeiliSearchBackend
+    from tests.search.corpus import RATES
 
-    instance = MeiliSearchBackend(url=os.environ["MEILI_URL"], index_name=f"test-{os.getpid()}")
+    instance = MeiliSearchBackend(url=os.environ["MEILI_URL"], index_name=f"test-{os.getpid()}", rates=RATES)
     await instance.clear()
     return instance
