@@ -35,6 +35,7 @@ from marketplace.reviews.controllers import ReviewController
 from marketplace.settings import ROOT, Settings, get_settings
 from marketplace.tutors.controllers import TutorProfileController
 from marketplace.tutors.public import FavouritesController, PublicProfileController
+from search.controllers import SearchApiController, SearchPageController
 from marketplace.web import RequestContextMiddleware, SecurityHeadersMiddleware, locale_options, pop_flashes
 
 log = logging.getLogger("marketplace")
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             FavouritesController,
             ReviewController,
             MessagingController,
+            SearchPageController,
+            SearchApiController,
             healthz,
             bare,
             create_static_files_router(

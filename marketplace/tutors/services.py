@@ -28,6 +28,7 @@ from marketplace.errors import AppError, Conflict, Forbidden, NotFound, Validati
 from marketplace.i18n import gettext as _
 from marketplace.i18n import use_locale
 from marketplace.mail import mail_queue
+from marketplace.ports import search_indexer
 from marketplace.tutors.models import ProfileStatus, TaxonomyKind, TaxonomyTerm, TutorProfile
 from marketplace.tutors.places import fold
 from marketplace.tutors.schemas import NON_MATERIAL_FIELDS, STEPS
@@ -42,8 +43,13 @@ def slugify(value: str) -> str:
     return slug or "tutor"
 
 
+RESERVED_SLUGS = frozenset({"cities", "search", "new", "api", "admin", "static", "media"})
+
+
 async def _unique_slug(session: AsyncSession, base: str, *, exclude: uuid.UUID | None = None) -> str:
     base = slugify(base)
+    if base in RESERVED_SLUGS:  # would clash with a page under /tutors/
+        base = f"{base}-tutor"
     taken = set(
         (
             await session.execute(
@@ -106,7 +112,9 @@ async def profile_save_step(session: AsyncSession, *, user: User, step: str, fra
         live = copy.deepcopy(profile.live)
         for field in NON_MATERIAL_FIELDS & fragment.keys():
             live[field] = copy.deepcopy(fragment[field])
-        profile.live = live
+        if live != profile.live:
+            profile.live = live
+            search_indexer().schedule(session, profile.id)
     return profile
 
 
@@ -174,6 +182,7 @@ async def profile_approve(session: AsyncSession, *, admin: User, profile_id: uui
     profile.status = ProfileStatus.approved
     profile.changes_pending = False
     profile.approved_at = utcnow()
+    search_indexer().schedule(session, profile.id)
     await audit_record(
         session,
         actor_id=admin.id,
@@ -230,6 +239,7 @@ async def profile_suspend(session: AsyncSession, *, admin: User, profile_id: uui
     before = _state(profile)
     profile.status = ProfileStatus.suspended
     profile.suspension_reason = reason
+    search_indexer().schedule(session, profile.id)
     await audit_record(
         session,
         actor_id=admin.id,
@@ -252,6 +262,7 @@ async def profile_reinstate(
     before = _state(profile)
     profile.status = ProfileStatus.approved if profile.live is not None else ProfileStatus.draft
     profile.suspension_reason = None
+    search_indexer().schedule(session, profile.id)
     await audit_record(
         session,
         actor_id=admin.id,

@@ -22,6 +22,8 @@ PUBLIC_PAGES = {
     "/reset-password?token=some-token": 200,
     "/reset-password": 200,  # no token: the "invalid link" state
     "/verify-email?token=some-token": 200,
+    "/tutors": 200,
+    "/tutors?q=piano&format=online&sort=rating": 200,
     "/does-not-exist": 404,
 }
 
