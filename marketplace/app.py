@@ -35,8 +35,8 @@ from marketplace.reviews.controllers import ReviewController
 from marketplace.settings import ROOT, Settings, get_settings
 from marketplace.tutors.controllers import TutorProfileController
 from marketplace.tutors.public import FavouritesController, PublicProfileController
-from search.controllers import SearchApiController, SearchPageController
 from marketplace.web import RequestContextMiddleware, SecurityHeadersMiddleware, locale_options, pop_flashes
+from search.controllers import SearchApiController, SearchPageController
 
 log = logging.getLogger("marketplace")
 
