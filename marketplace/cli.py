@@ -1,4 +1,4 @@
-"""The `marketplace` command: run, worker, migrate, demo, create-admin."""
+"""The `marketplace` command: run, worker, migrate, demo, create-admin, search reindex/reconcile."""
 
 from __future__ import annotations
 
@@ -128,16 +128,75 @@ def create_admin(email: str, display_name: str, password: str) -> None:
 @click.option("--seed", default=1, show_default=True, type=int)
 def demo(tutors: int, students: int, seed: int) -> None:
     """Fill the database with deterministic demo data and print the demo log-ins."""
+    from marketplace.db import import_all_models
     from marketplace.demo import demo_create
     from marketplace.migrations import upgrade_head_sync
 
     _settings()
     upgrade_head_sync()
+    import_all_models()
+    from search.sync import reindex_all
+
     result = _run(demo_create, tutors=tutors, students=students, seed=seed)
     click.echo(f"Demo data ready: {result.tutors} tutors, {result.students} students, {result.profiles} new profiles.")
+    indexed = _run(reindex_all)
+    click.echo(f"Search index ready: {indexed} tutors searchable.")
     click.echo("Log in with:")
     for role, email, password in result.logins:
         click.echo(f"  {role:<8} {email:<28} {password}")
+
+
+@main.group()
+def search() -> None:
+    """Search index maintenance (the index follows the profiles through jobs; these repair it)."""
+
+
+@search.command()
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+def reindex(batch: int) -> None:
+    """Rebuild the search index from every visible tutor profile."""
+    import contextlib
+    import time
+
+    from marketplace.db import import_all_models
+
+    _settings()
+    import_all_models()
+    from search.sync import reindex_all
+
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        bar = None
+        shown = 0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar, shown
+            if bar is None:  # the total is known once the first query ran
+                bar = stack.enter_context(click.progressbar(length=total, label="Indexing tutor profiles"))
+            bar.update(done - shown)
+            shown = done
+
+        try:
+            count = _run(reindex_all, batch=batch, progress=progress)
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"Indexed {count} tutor profiles in {time.monotonic() - started:.1f}s.")
+
+
+@search.command("reconcile")
+def search_reconcile() -> None:
+    """Repair the search index: index missing or stale profiles, delete orphans (run it from cron)."""
+    from marketplace.db import import_all_models
+
+    _settings()
+    import_all_models()
+    from search.sync import reconcile
+
+    try:
+        result = _run(reconcile)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(", ".join(f"{key}: {value}" for key, value in result.items()))
 
 
 if __name__ == "__main__":

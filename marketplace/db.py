@@ -183,6 +183,7 @@ MODEL_MODULES = (
     "scheduling.models",
     "search.models",
     "scheduling.services",  # registers the lesson facts with marketplace.ports
+    "search.sync",  # declares the index actors; registers the search indexer with marketplace.ports
 )
 
 

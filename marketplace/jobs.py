@@ -33,9 +33,30 @@ def make_broker(url: str) -> dramatiq.Broker:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
-    broker = StubBroker(middleware=middleware)
+    broker = _StubBroker(middleware=middleware)
     broker.emit_after("process_boot")
     return broker
+
+
+class _StubBroker(StubBroker):
+    """Dramatiq's StubBroker drops the messages a stopping worker had fetched but not run (its
+    consumers' ``requeue`` does nothing): they are lost and ``join`` waits for them forever. These
+    consumers put them back on their queue, so the next in-process worker runs them."""
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> dramatiq.Consumer:
+        consumer = super().consume(queue_name, prefetch, timeout)
+        queue = consumer.queue  # type: ignore[attr-defined]
+
+        def requeue(messages: Any) -> None:
+            for message in messages:
+                queue.put(message.encode())
+                try:
+                    queue.task_done()  # the fetch that is given back
+                except ValueError:
+                    pass
+
+        consumer.requeue = requeue  # type: ignore[method-assign]
+        return consumer
 
 
 broker: dramatiq.Broker = make_broker(get_settings().broker_url)

@@ -3,6 +3,9 @@
 The core (reviews, messaging) asks questions about lessons; the scheduling domain answers them by
 registering an implementation when it is imported (``marketplace.db.import_all_models`` imports
 every domain). Tests and later domains go through the same functions.
+
+The core also tells the search domain when a tutor profile's public face may have changed
+(``search_indexer().schedule(session, profile_id)``); ``search.sync`` registers itself.
 """
 
 from __future__ import annotations
@@ -54,3 +57,31 @@ def lesson_facts() -> LessonFacts:
     if _lesson_facts is None:
         raise RuntimeError("no lesson facts registered: import marketplace.db.import_all_models() first")
     return _lesson_facts
+
+
+# ---- search indexing -----------------------------------------------------------------------
+
+
+class SearchIndexer(Protocol):
+    def schedule(self, session: AsyncSession, profile_id: uuid.UUID) -> None:
+        """Re-index (or remove) this profile's search document once the session's transaction commits."""
+
+
+class _NoSearchIndexer:
+    """Used only while no search domain is registered (a script that skipped ``import_all_models``):
+    nothing is scheduled, and the periodic reconcile job repairs the index later."""
+
+    def schedule(self, session: AsyncSession, profile_id: uuid.UUID) -> None:
+        return None
+
+
+_search_indexer: SearchIndexer | None = None
+
+
+def register_search_indexer(impl: SearchIndexer) -> None:
+    global _search_indexer
+    _search_indexer = impl
+
+
+def search_indexer() -> SearchIndexer:
+    return _search_indexer if _search_indexer is not None else _NoSearchIndexer()

@@ -106,6 +106,13 @@ async def empty_tables_and_redis() -> None:
 
     if not SEEDS:
         SEEDS.extend(_migration_seeds())
+    from dramatiq.brokers.stub import StubBroker
+
+    from marketplace import jobs
+
+    if isinstance(jobs.broker, StubBroker):
+        # Jobs a previous test enqueued (and dead letters of jobs whose rows are gone) are dropped.
+        jobs.broker.flush_all()
     engine = get_engine()
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":

@@ -307,6 +307,18 @@ def require_user(user: User | None) -> User:
     return user
 
 
+async def _reindex_profile_of(session: AsyncSession, user: User) -> None:
+    """A tutor's ban or unban hides or shows the profile in search: re-index it after commit."""
+    from marketplace.ports import search_indexer
+    from marketplace.tutors.models import TutorProfile
+
+    profile_id = (
+        await session.execute(select(TutorProfile.id).where(TutorProfile.user_id == user.id))
+    ).scalar_one_or_none()
+    if profile_id is not None:
+        search_indexer().schedule(session, profile_id)
+
+
 async def user_ban(session: AsyncSession, *, admin: User, user_id: uuid.UUID, reason: str) -> User:
     """Ban an account: every session ends at once (auth version raised) and log-in is refused."""
     from marketplace.audit import audit_record
@@ -325,6 +337,7 @@ async def user_ban(session: AsyncSession, *, admin: User, user_id: uuid.UUID, re
     before = {"banned_at": None, "auth_version": user.auth_version}
     user.banned_at = utcnow()
     user.auth_version += 1
+    await _reindex_profile_of(session, user)
     await audit_record(
         session,
         actor_id=admin.id,
@@ -348,6 +361,7 @@ async def user_unban(session: AsyncSession, *, admin: User, user_id: uuid.UUID, 
         return user
     before = {"banned_at": user.banned_at.isoformat()}
     user.banned_at = None
+    await _reindex_profile_of(session, user)
     await audit_record(
         session,
         actor_id=admin.id,

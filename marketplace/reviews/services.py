@@ -29,7 +29,7 @@ from marketplace.audit import audit_record
 from marketplace.db import utcnow
 from marketplace.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from marketplace.i18n import gettext as _
-from marketplace.ports import LessonFact, lesson_facts
+from marketplace.ports import LessonFact, lesson_facts, search_indexer
 from marketplace.reviews.models import Review
 from marketplace.tutors.models import TutorProfile
 from marketplace.tutors.text import TextError, contains_markup, plain_text
@@ -100,10 +100,20 @@ def _clean_reason(reason: Any) -> str:
 # ---- aggregates ----------------------------------------------------------------------------
 
 
+async def _reindex_tutor(session: AsyncSession, *, tutor_id: uuid.UUID) -> None:
+    """The tutor's search document shows the rating: re-index the profile (if any) after commit."""
+    profile_id = (
+        await session.execute(select(TutorProfile.id).where(TutorProfile.user_id == tutor_id))
+    ).scalar_one_or_none()
+    if profile_id is not None:
+        search_indexer().schedule(session, profile_id)
+
+
 async def _aggregate_add(session: AsyncSession, *, tutor_id: uuid.UUID, count: int, rating_sum: int) -> None:
     """Atomically add to the tutor's aggregates; a tutor without a profile row is skipped."""
     if not count and not rating_sum:
         return
+    await _reindex_tutor(session, tutor_id=tutor_id)
     await session.execute(
         update(TutorProfile)
         .where(TutorProfile.user_id == tutor_id)
@@ -131,6 +141,7 @@ async def reviews_recount(session: AsyncSession, *, tutor_id: uuid.UUID) -> tupl
         .values(rating_count=count, rating_sum=total)
         .execution_options(synchronize_session="fetch")
     )
+    await _reindex_tutor(session, tutor_id=tutor_id)
     return int(count), int(total)
 
 
