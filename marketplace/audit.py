@@ -30,6 +30,21 @@ class AuditEntry(Entity):
     )
 
 
+MAX_REASON_LENGTH = 1000
+
+
+def audit_reason(reason: object) -> str:
+    """The reason an admin gives for an audited action: required, at most 1000 characters."""
+    from marketplace.errors import ValidationFailed
+    from marketplace.i18n import gettext as _
+
+    text = " ".join((reason if isinstance(reason, str) else "").split())
+    if not text or len(text) > MAX_REASON_LENGTH:
+        message = _("Give a reason of at most %(max)d characters.", max=MAX_REASON_LENGTH)
+        raise ValidationFailed(message, errors={"reason": message})
+    return text
+
+
 async def audit_record(
     session: AsyncSession,
     *,

@@ -321,7 +321,7 @@ async def _reindex_profile_of(session: AsyncSession, user: User) -> None:
 
 async def user_ban(session: AsyncSession, *, admin: User, user_id: uuid.UUID, reason: str) -> User:
     """Ban an account: every session ends at once (auth version raised) and log-in is refused."""
-    from marketplace.audit import audit_record
+    from marketplace.audit import audit_reason, audit_record
     from marketplace.errors import Forbidden
 
     user = await session.get(User, user_id)
@@ -329,9 +329,7 @@ async def user_ban(session: AsyncSession, *, admin: User, user_id: uuid.UUID, re
         raise NotFound(_("We could not find that account."))
     if user.id == admin.id:
         raise Forbidden(_("You cannot ban yourself."))
-    reason = (reason or "").strip()
-    if not reason or len(reason) > 1000:
-        raise ValidationFailed(_("Give a reason of at most 1000 characters."), errors={"reason": _("Required.")})
+    reason = audit_reason(reason)
     if user.banned_at is not None:
         return user
     before = {"banned_at": None, "auth_version": user.auth_version}

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from marketplace.accounts.models import Role, User
-from marketplace.audit import audit_record
+from marketplace.audit import MAX_REASON_LENGTH, audit_reason, audit_record
 from marketplace.db import utcnow
 from marketplace.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from marketplace.i18n import gettext as _
@@ -40,7 +40,6 @@ MAX_RATING = 5
 MIN_TEXT_LENGTH = 10
 MAX_TEXT_LENGTH = 2000
 MAX_REPLY_LENGTH = 2000
-MAX_REASON_LENGTH = 1000
 
 
 # ---- validation ----------------------------------------------------------------------------
@@ -87,14 +86,6 @@ def _clean_review(rating: Any, text: Any) -> tuple[int, str]:
     if errors:
         raise ValidationFailed(_("Please correct the highlighted fields."), errors=errors)
     return clean_rating, clean_text
-
-
-def _clean_reason(reason: Any) -> str:
-    reason = " ".join((reason if isinstance(reason, str) else "").split())
-    if not reason or len(reason) > MAX_REASON_LENGTH:
-        message = _("Give a reason of at most %(max)d characters.", max=MAX_REASON_LENGTH)
-        raise ValidationFailed(message, errors={"reason": message})
-    return reason
 
 
 # ---- aggregates ----------------------------------------------------------------------------
@@ -248,7 +239,7 @@ def _require_admin(admin: User) -> None:
 async def review_hide(session: AsyncSession, *, admin: User, review_id: uuid.UUID, reason: str) -> Review:
     """Hide a review from the public with a reason; it leaves the tutor's aggregates."""
     _require_admin(admin)
-    reason = _clean_reason(reason)
+    reason = audit_reason(reason)
     review = await _locked_review(session, review_id)
     if review.hidden_at is not None:
         raise Conflict(_("This review is already hidden."))

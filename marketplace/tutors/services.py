@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.accounts.models import Role, User
-from marketplace.audit import audit_record
+from marketplace.audit import audit_reason, audit_record
 from marketplace.db import utcnow
 from marketplace.errors import AppError, Conflict, Forbidden, NotFound, ValidationFailed
 from marketplace.i18n import gettext as _
@@ -166,13 +166,6 @@ def _state(profile: TutorProfile) -> dict[str, Any]:
     return {"status": profile.status.value, "changes_pending": profile.changes_pending}
 
 
-def _reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason or len(reason) > 1000:
-        raise ValidationFailed(_("Give a reason of at most 1000 characters."), errors={"reason": _("Required.")})
-    return reason
-
-
 async def profile_approve(session: AsyncSession, *, admin: User, profile_id: uuid.UUID) -> TutorProfile:
     profile = await _admin_profile(session, admin, profile_id)
     if not (profile.status == ProfileStatus.pending or profile.changes_pending):
@@ -197,7 +190,7 @@ async def profile_approve(session: AsyncSession, *, admin: User, profile_id: uui
 
 async def profile_reject(session: AsyncSession, *, admin: User, profile_id: uuid.UUID, reason: str) -> TutorProfile:
     profile = await _admin_profile(session, admin, profile_id)
-    reason = _reason(reason)
+    reason = audit_reason(reason)
     if not (profile.status == ProfileStatus.pending or profile.changes_pending):
         raise Conflict(_("This profile is not waiting for approval."))
     before = _state(profile)
@@ -233,7 +226,7 @@ async def profile_reject(session: AsyncSession, *, admin: User, profile_id: uuid
 
 async def profile_suspend(session: AsyncSession, *, admin: User, profile_id: uuid.UUID, reason: str) -> TutorProfile:
     profile = await _admin_profile(session, admin, profile_id)
-    reason = _reason(reason)
+    reason = audit_reason(reason)
     if profile.status == ProfileStatus.suspended:
         return profile
     before = _state(profile)
