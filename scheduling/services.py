@@ -36,6 +36,8 @@ async def booking_record_completed(
         student_id=student_id,
         starts_at=starts_at,
         ends_at=ends_at,
+        blocked_from=starts_at,
+        blocked_until=ends_at,
         status=BookingStatus.completed,
         price_amount=price_amount,
         currency=currency,
