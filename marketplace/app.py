@@ -18,7 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 
-from marketplace import jobs
+from marketplace import jobs, periodic
 from marketplace.accounts.controllers import AccountController
 from marketplace.accounts.sessions import make_session_config, make_session_store
 from marketplace.accounts.throttle import make_throttle
@@ -66,9 +66,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
             await upgrade_head()
         jobs.in_process_worker.start()
+        run_clock = jobs.is_in_process() and settings.mode != "test"
+        if run_clock:
+            periodic.clock.start()
         try:
             yield
         finally:
+            if run_clock:
+                periodic.clock.stop()
             jobs.in_process_worker.stop()
             await dispose_engines()
 

@@ -86,6 +86,24 @@ def worker(processes: int, threads: int) -> None:
 
 
 @main.command()
+def clock() -> None:
+    """Send the periodic jobs (hold expiry, reminders, calendar fetches, reconciles) to BROKER_URL.
+
+    Run exactly one clock next to the workers. With jobs in-process (no BROKER_URL) the web
+    process runs the clock itself.
+    """
+    settings = _settings()
+    if settings.broker_url.startswith("stub"):
+        raise click.ClickException("BROKER_URL is not set: the web process runs the periodic jobs itself.")
+    from marketplace import periodic
+    from marketplace.db import import_all_models
+
+    import_all_models()
+    click.echo(f"Clock running: {', '.join(sorted(periodic.registered())) or 'no periodic jobs'}")
+    periodic.clock.run()
+
+
+@main.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest migration."""
     from marketplace.migrations import upgrade_head_sync

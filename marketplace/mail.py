@@ -10,9 +10,10 @@ import uuid
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import Integer, String, Text, select
+from sqlalchemy import JSON, Integer, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,6 +34,8 @@ class OutboxMessage(Entity):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     message_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    # [{"filename", "content_type" ("text/calendar; method=REQUEST"), "content" (text)}]
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 async def mail_queue(session: AsyncSession, *, to: str, subject: str, body: str) -> OutboxMessage:

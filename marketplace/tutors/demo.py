@@ -284,6 +284,8 @@ async def demo_tutor_profiles(session: AsyncSession, *, rng: random.Random, with
                         "student_id": student_id,
                         "starts_at": starts,
                         "ends_at": starts + timedelta(minutes=60),
+                        "blocked_from": starts,
+                        "blocked_until": starts + timedelta(minutes=60),
                         "status": BookingStatus.completed,
                         "price_amount": price,
                         "currency": currency,
