@@ -13,11 +13,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from marketplace.errors import CodedError
 from marketplace.tutors.places import fold
 from search.documents import EARTH_RADIUS_KM, FACETS, SearchDocument
+
+HOURS_PER_WEEK = 168
 
 SORTS = ("relevance", "rating", "price_asc", "price_desc", "newest", "distance")
 MAX_PER_PAGE = 50
@@ -60,9 +62,11 @@ class SearchQuery:
     near: tuple[float, float] | None = None  # (lat, lng)
     radius_km: float | None = None  # with ``near``; DEFAULT_RADIUS_KM when omitted
     online_only: bool = False
+    availability: Sequence[int] = ()  # UTC hour-of-week buckets (search.availability); any one matches
     sort: str = "relevance"
     page: int = 1
     per_page: int = 20
+    facets: Sequence[str] = FACETS  # the facets to count (the others come back empty)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -142,6 +146,20 @@ class SearchQuery:
                 raise SearchQueryError("bad_" + name, limit=cap)
         if not isinstance(self.online_only, bool):
             raise SearchQueryError("bad_online_only")
+        if isinstance(self.facets, str) or not isinstance(self.facets, Sequence):
+            raise SearchQueryError("bad_filters")
+        for facet in self.facets:
+            if facet not in FACETS:
+                raise SearchQueryError("unknown_facet", facet=str(facet)[:MAX_VALUE_CHARS])
+        set_(self, "facets", tuple(f for f in FACETS if f in self.facets))
+        if isinstance(self.availability, str | bytes) or not isinstance(self.availability, Sequence | frozenset | set):
+            raise SearchQueryError("bad_availability")
+        buckets = set()
+        for bucket in self.availability:
+            if isinstance(bucket, bool) or not isinstance(bucket, int) or not 0 <= bucket < HOURS_PER_WEEK:
+                raise SearchQueryError("bad_availability")
+            buckets.add(bucket)
+        set_(self, "availability", tuple(sorted(buckets)))
 
     @property
     def terms(self) -> list[str]:
@@ -222,3 +240,41 @@ class SearchBackend(Protocol):
     async def count(self) -> int:
         """How many documents the index holds."""
         ...
+
+
+# ---- the configured backend ----------------------------------------------------------------
+
+_shared: dict[tuple[str, str], Any] = {}
+
+
+def search_backend(*, rates: Mapping[str, Decimal] | None = None, shared: bool = True) -> SearchBackend:
+    """The configured backend: Meilisearch when MEILI_URL is set, else the embedded SQL backend.
+
+    ``rates`` (the admin's table, ``search.rates.current_rates()``) go to Meilisearch, which
+    precomputes EUR prices for its price sorts at index time; the SQL backend applies the query's
+    rates at query time and needs none. ``shared=True`` returns one Meilisearch client per
+    URL and key (its connection pool is reused across requests; never close it); ``shared=False``
+    a new one that the caller closes (``aclose``)."""
+    from marketplace.settings import ConfigurationError, get_settings
+
+    settings = get_settings()
+    if not settings.meili_url:
+        from search.sql import SqlSearchBackend
+
+        return SqlSearchBackend()
+    try:
+        from search.meili import MeiliSearchBackend
+    except ImportError as exc:  # pragma: no cover - search.meili only needs httpx, a dependency
+        raise ConfigurationError(
+            "MEILI_URL is set but the Meilisearch backend (search.meili) cannot be imported: "
+            f"{exc}. Unset MEILI_URL to use the embedded SQL search."
+        ) from exc
+    key = (settings.meili_url, settings.meili_key or "")
+    if not shared:
+        return MeiliSearchBackend(url=key[0], api_key=key[1] or None, rates=rates)
+    instance = _shared.get(key)
+    if instance is None:
+        instance = _shared[key] = MeiliSearchBackend(url=key[0], api_key=key[1] or None, rates=rates)
+    elif rates is not None:
+        instance.set_rates(rates)
+    return instance

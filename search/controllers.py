@@ -7,6 +7,11 @@
   swapped out of band so their counts follow the results.
 - ``GET /tutors/cities?q=``: the city suggestions of the page as ``<option>`` elements (htmx).
 
+Availability: ``day`` (mon..sun) and ``time`` (morning 6-12, afternoon 12-17, evening 17-22, night
+22-6), repeatable, are read in the viewer's zone (``tz``, else the signed-in user's or the browser's)
+and become UTC hour-of-week buckets at that zone's current offset (``search.availability``).
+Prices use the admin's exchange-rate table (``search.rates.current_rates``, read per request).
+
 Both entry points turn their input into one :class:`Criteria`, which builds the ``SearchQuery``
 (the validation lives there) and the URLs of the page (chips, pagination, suggestions). Refused
 input is a ``SearchQueryError``; its code picks a translated message (HTTP 4xx, never a 500).
@@ -19,8 +24,8 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -32,14 +37,14 @@ from sqlalchemy import select
 
 from marketplace.db import transaction
 from marketplace.errors import AppError
-from marketplace.i18n import current_locale, format_money
+from marketplace.i18n import current_locale, current_timezone, format_money, is_valid_timezone
 from marketplace.i18n import gettext as _
-from marketplace.settings import get_settings
 from marketplace.tutors.controllers import city_from_text, level_labels
 from marketplace.tutors.models import TaxonomyTerm, TutorProfile
 from marketplace.tutors.places import City, city_get, city_search
 from marketplace.tutors.public import THUMB_SIZE, photo_url
 from marketplace.web import is_htmx
+from search.availability import DAYS, TIMES, viewer_buckets
 from search.backend import (
     DEFAULT_RADIUS_KM,
     MAX_FACET_VALUES,
@@ -53,8 +58,9 @@ from search.backend import (
     SearchQuery,
     SearchQueryError,
     SearchResult,
+    search_backend,
 )
-from search.rates import CURRENCIES, DEFAULT_CURRENCY, convert_minor, exchange_rates, to_minor
+from search.rates import DEFAULT_CURRENCY, convert_minor, current_rates, exchange_rates, to_minor
 
 FILTER_FACETS = ("instrument", "genre", "language", "level", "format")  # the page's sidebar
 API_FACETS = ("instrument", "genre", "language", "format")  # the API's facet counts
@@ -70,23 +76,6 @@ UNAVAILABLE_STATUS = 503
 # ---- backend ------------------------------------------------------------------------------
 
 
-@cache
-def _meili_backend(url: str, key: str) -> SearchBackend:
-    from search.meili import MeiliSearchBackend
-
-    return MeiliSearchBackend(url=url, api_key=key or None, rates=exchange_rates())
-
-
-def search_backend() -> SearchBackend:
-    """Meilisearch when MEILI_URL is set, else the embedded SQL backend."""
-    settings = get_settings()
-    if settings.meili_url:
-        return _meili_backend(settings.meili_url, settings.meili_key)
-    from search.sql import SqlSearchBackend
-
-    return SqlSearchBackend()
-
-
 def _unavailable(exc: AppError) -> bool:
     return exc.status_code == UNAVAILABLE_STATUS
 
@@ -98,7 +87,18 @@ def query_error_message(exc: SearchQueryError) -> str:
     """The translated sentence for a refused search input."""
     code = exc.code
     if code in ("bad_currency", "unknown_currency", "bad_rate"):
-        return _("Unknown currency. Choose one of: %(list)s.", list=", ".join(CURRENCIES))
+        return _(
+            "Unknown currency. Choose one of: %(list)s.",
+            list=str(exc.params.get("known") or ", ".join(exchange_rates())),
+        )
+    if code == "bad_day":
+        return _("Unknown day. Use: %(list)s.", list=", ".join(DAYS))
+    if code == "bad_time":
+        return _("Unknown time of day. Use: %(list)s.", list=", ".join(TIMES))
+    if code == "bad_timezone":
+        return _("Unknown time zone. Use a name like Europe/Berlin.")
+    if code == "bad_availability":
+        return _("The availability filter is not valid.")
     if code == "bad_price":
         return _("Prices must be numbers from 0 to %(max)s.", max=f"{MAX_PRICE_MINOR // 100:,}".replace(",", "\u202f"))
     if code == "price_range_inverted":
@@ -208,9 +208,14 @@ class Criteria:
     price_max: Decimal | None = None
     currency: str = DEFAULT_CURRENCY
     online: bool = False
+    days: tuple[str, ...] = ()  # availability: weekdays (DAYS) in the viewer's zone
+    times: tuple[str, ...] = ()  # availability: times of day (TIMES) in the viewer's zone
+    tz: str | None = None  # the viewer's zone when given in the URL (else the request's zone)
     sort: str = "relevance"
     page: int = 1
     per_page: int = PAGE_SIZE
+    rates: Mapping[str, Decimal] = field(default_factory=dict, compare=False)  # empty: the seed table
+    facets: tuple[str, ...] = FILTER_FACETS  # the facets whose counts are shown
 
     @property
     def location(self) -> tuple[float, float] | None:
@@ -218,9 +223,21 @@ class Criteria:
             return self.near
         return (self.city.lat, self.city.lng) if self.city else None
 
+    @property
+    def currencies(self) -> tuple[str, ...]:
+        return tuple(self.rates or exchange_rates())
+
+    def availability(self, now: datetime | None = None) -> tuple[int, ...]:
+        """The UTC hour buckets of the chosen days and times of day (empty: no availability filter)."""
+        if not self.days and not self.times:
+            return ()
+        zone = self.tz or current_timezone()
+        return tuple(sorted(viewer_buckets(self.days, self.times, zone, now=now or datetime.now(UTC))))
+
     def query(self) -> SearchQuery:
-        if self.currency not in CURRENCIES:
-            raise SearchQueryError("unknown_currency", currency=self.currency[:3])
+        rates = dict(self.rates or exchange_rates())
+        if self.currency not in rates:
+            raise SearchQueryError("unknown_currency", currency=self.currency[:3], known=", ".join(rates))
         prices = {
             name: None if value is None else to_minor(value, self.currency)
             for name, value in (("price_min", self.price_min), ("price_max", self.price_max))
@@ -231,10 +248,12 @@ class Criteria:
             price_min=prices["price_min"],
             price_max=prices["price_max"],
             currency=self.currency,
-            rates=exchange_rates(),
+            rates=rates,
             near=self.location,
             radius_km=self.radius_km,
             online_only=self.online,
+            availability=self.availability(),
+            facets=self.facets,
             sort=self.sort,
             page=self.page,
             per_page=self.per_page,
@@ -263,6 +282,10 @@ class Criteria:
             out.append(("currency", self.currency))
         if self.online:
             out.append(("online", "1"))
+        out += [("day", day) for day in self.days]
+        out += [("time", time) for time in self.times]
+        if self.tz is not None and (self.days or self.times):
+            out.append(("tz", self.tz))
         if self.sort != "relevance":
             out.append(("sort", self.sort))
         if self.page > 1:
@@ -286,6 +309,10 @@ class Criteria:
         if key == "near":
             sort = "relevance" if self.sort == "distance" and self.city is None else self.sort
             return replace(self, near=None, radius_km=None if self.city is None else self.radius_km, sort=sort, page=1)
+        if key == "day":
+            return replace(self, days=tuple(d for d in self.days if d != value), page=1)
+        if key == "time":
+            return replace(self, times=tuple(t for t in self.times if t != value), page=1)
         return replace(self, page=1, **{key: {"q": "", "online": False}.get(key)})
 
     def active(self) -> list[tuple[str, str | None]]:
@@ -302,6 +329,8 @@ class Criteria:
         for name in ("price_min", "price_max", "online"):
             if getattr(self, name) not in (None, False):
                 out.append((name, None))
+        out += [("day", day) for day in self.days]
+        out += [("time", time) for time in self.times]
         return out
 
 
@@ -313,7 +342,30 @@ def _clean_values(values: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip() for v in values or () if isinstance(v, str) and v.strip()))
 
 
-def criteria_from_page(params: Any) -> Criteria:
+def parse_days(values: Sequence[str] | None) -> tuple[str, ...]:
+    days = tuple(v.lower()[:3] if len(v) > 3 else v.lower() for v in _clean_values(values))
+    if any(d not in DAYS for d in days):
+        raise SearchQueryError("bad_day")
+    return tuple(d for d in DAYS if d in days)
+
+
+def parse_times(values: Sequence[str] | None) -> tuple[str, ...]:
+    times = tuple(v.lower() for v in _clean_values(values))
+    if any(t not in TIMES for t in times):
+        raise SearchQueryError("bad_time")
+    return tuple(t for t in TIMES if t in times)
+
+
+def parse_tz(raw: str | None) -> str | None:
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if not is_valid_timezone(text):
+        raise SearchQueryError("bad_timezone")
+    return text
+
+
+def criteria_from_page(params: Any, rates: Mapping[str, Decimal] | None = None) -> Criteria:
     """The page's query string (lenient where a form can leave things empty; raises
     ``SearchQueryError`` for what it cannot read)."""
 
@@ -338,9 +390,13 @@ def criteria_from_page(params: Any) -> Criteria:
         price_max=_decimal(one("price_max"), "price_max"),
         currency=currency,
         online=one("online").lower() in ("1", "true", "on", "yes"),
+        days=parse_days(params.getall("day", [])),
+        times=parse_times(params.getall("time", [])),
+        tz=parse_tz(one("tz")),
         sort=sort,
         page=_int(one("page"), "bad_page", 1),
         per_page=PAGE_SIZE,
+        rates=dict(rates or {}),
     )
 
 
@@ -499,15 +555,34 @@ class SearchApiController(Controller):
             float | None, QueryParameter(description="Highest price of a 60-minute lesson, major units of currency.")
         ] = None,
         currency: Annotated[
-            str, QueryParameter(description="Currency of price_min/price_max: " + ", ".join(CURRENCIES) + ".")
+            str,
+            QueryParameter(description="Currency of price_min/price_max: a currency of the exchange-rate table."),
         ] = DEFAULT_CURRENCY,
         online: Annotated[bool, QueryParameter(description="Only tutors who teach online.")] = False,
+        day: Annotated[
+            list[str] | None,
+            QueryParameter(
+                description="Available on this weekday in the viewer's zone (" + ", ".join(DAYS) + "); repeat for OR."
+            ),
+        ] = None,
+        time: Annotated[
+            list[str] | None,
+            QueryParameter(
+                description="Available at this time of day in the viewer's zone: morning 6-12, afternoon 12-17, "
+                "evening 17-22, night 22-6; repeat for OR. Combined with day: any chosen time on any chosen day."
+            ),
+        ] = None,
+        tz: Annotated[
+            str | None,
+            QueryParameter(description="The viewer's IANA zone for day/time (default: the signed-in user's zone)."),
+        ] = None,
         sort: Annotated[
             SortName, QueryParameter(description="Order of the hits; distance needs near or city.")
         ] = "relevance",
         page: Annotated[int, QueryParameter(description=f"Page number, 1 to {MAX_PAGE}.")] = 1,
         per_page: Annotated[int, QueryParameter(description=f"Hits per page, 1 to {MAX_PER_PAGE}.")] = PAGE_SIZE,
     ) -> TutorSearchOut:
+        rates = await current_rates()
         try:
             criteria = Criteria(
                 q=q[:MAX_Q_INPUT],
@@ -525,9 +600,14 @@ class SearchApiController(Controller):
                 price_max=_decimal(price_max, "price_max"),
                 currency=currency.strip().upper(),
                 online=online,
+                days=parse_days(day),
+                times=parse_times(time),
+                tz=parse_tz(tz),
                 sort=sort,
                 page=page,
                 per_page=per_page,
+                rates=rates,
+                facets=API_FACETS,
             )
             query = criteria.query()
         except SearchQueryError as exc:
@@ -597,6 +677,10 @@ def _chip_label(criteria: Criteria, key: str, value: str | None, labels: Mapping
         return _(
             "From %(price)s", price=format_money(to_minor(criteria.price_min, criteria.currency), criteria.currency)
         )
+    if key == "day" and value is not None:
+        return _("Day: %(day)s", day=day_names().get(value, value))
+    if key == "time" and value is not None:
+        return _("Time: %(time)s", time=time_names().get(value, value))
     if key == "price_max" and criteria.price_max is not None:
         return _(
             "Up to %(price)s", price=format_money(to_minor(criteria.price_max, criteria.currency), criteria.currency)
@@ -636,11 +720,17 @@ def _facet_options(
     return options
 
 
-def _card(hit: SearchHit, details: Mapping[str, Any], labels: Mapping[str, Mapping[str, str]], currency: str):
+def _card(
+    hit: SearchHit,
+    details: Mapping[str, Any],
+    labels: Mapping[str, Mapping[str, str]],
+    currency: str,
+    rates: Mapping[str, Decimal],
+):
     city = hit_city(hit)
     approx = None
     if hit.price_minor is not None and hit.currency != currency:
-        converted = convert_minor(hit.price_minor, hit.currency, currency)
+        converted = convert_minor(hit.price_minor, hit.currency, currency, rates)
         approx = format_money(converted, currency) if converted is not None else None
     return {
         "slug": hit.slug,
@@ -669,7 +759,7 @@ async def _suggestion(
     for key, value in criteria.active()[:MAX_SUGGESTION_SEARCHES]:
         relaxed = criteria.without(key, value)
         try:
-            found = await backend.search(replace(relaxed.query(), per_page=1, page=1))
+            found = await backend.search(replace(relaxed.query(), per_page=1, page=1, facets=()))
         except SearchQueryError:
             continue
         if found.total:
@@ -692,12 +782,13 @@ class SearchPageController(Controller):
         criteria = Criteria()
         suggestion = None
         cards: list[dict[str, Any]] = []
+        rates = await current_rates()
         try:
-            criteria = criteria_from_page(request.query_params)
+            criteria = criteria_from_page(request.query_params, rates)
             query = criteria.query()
         except SearchQueryError as exc:
             error = query_error_message(exc)
-            criteria = _salvage(request.query_params)
+            criteria = _salvage(request.query_params, rates)
         else:
             backend = search_backend()
             try:
@@ -711,7 +802,7 @@ class SearchPageController(Controller):
                 result = None
             if result is not None:
                 details = await hit_details(result.hits)
-                cards = [_card(h, details.get(h.profile_id, {}), labels, criteria.currency) for h in result.hits]
+                cards = [_card(h, details.get(h.profile_id, {}), labels, criteria.currency, rates) for h in result.hits]
         partial = _results_only(request)
         if unavailable:
             status = 200 if partial else UNAVAILABLE_STATUS  # htmx swaps only 2xx/422 (base.html)
@@ -735,7 +826,10 @@ class SearchPageController(Controller):
             "suggestion": suggestion,
             "facets": _facet_options(result, criteria, labels),
             "facet_titles": facet_titles(),
-            "currencies": CURRENCIES,
+            "currencies": tuple(rates),
+            "days": _day_options(criteria),
+            "times": _time_options(criteria),
+            "viewer_zone": criteria.tz or current_timezone(),
             "radius_choices": RADIUS_CHOICES,
             "default_radius": DEFAULT_RADIUS_KM,
             "sorts": _sort_labels(),
@@ -767,7 +861,38 @@ def _sort_labels() -> list[tuple[str, str]]:
     ]
 
 
-def _salvage(params: Any) -> Criteria:
+def _day_options(criteria: Criteria) -> list[dict[str, Any]]:
+    names = day_names()
+    return [{"value": d, "label": names[d], "checked": d in criteria.days} for d in DAYS]
+
+
+def _time_options(criteria: Criteria) -> list[dict[str, Any]]:
+    names = time_names()
+    return [{"value": t, "label": names[t], "checked": t in criteria.times} for t in TIMES]
+
+
+def day_names() -> dict[str, str]:
+    return {
+        "mon": _("Monday"),
+        "tue": _("Tuesday"),
+        "wed": _("Wednesday"),
+        "thu": _("Thursday"),
+        "fri": _("Friday"),
+        "sat": _("Saturday"),
+        "sun": _("Sunday"),
+    }
+
+
+def time_names() -> dict[str, str]:
+    return {
+        "morning": _("Morning (6–12)"),
+        "afternoon": _("Afternoon (12–17)"),
+        "evening": _("Evening (17–22)"),
+        "night": _("Night (22–6)"),
+    }
+
+
+def _salvage(params: Any, rates: Mapping[str, Decimal]) -> Criteria:
     """What can be kept of a refused search, to show the form back as the user left it."""
     kept: dict[str, Any] = {
         "filters": {f: _clean_values(params.getall(f, []))[:MAX_FACET_VALUES] for f in FILTER_FACETS}
@@ -776,8 +901,11 @@ def _salvage(params: Any) -> Criteria:
     if isinstance(q, str):
         kept["q"] = q.strip()[:MAX_Q_INPUT]
     currency = str(params.get("currency") or "").strip().upper()
-    if currency in CURRENCIES:
+    if currency in rates:
         kept["currency"] = currency
+    kept["rates"] = dict(rates)
+    kept["days"] = tuple(d for d in DAYS if d in params.getall("day", []))
+    kept["times"] = tuple(t for t in TIMES if t in params.getall("time", []))
     kept["online"] = str(params.get("online") or "").lower() in ("1", "true", "on", "yes")
     if params.get("sort") in SORTS and params.get("sort") != "distance":
         kept["sort"] = params.get("sort")

@@ -52,7 +52,7 @@ class SearchDocument:
     country: str | None
     city_id: int | None
     newest: datetime | None
-    availability: tuple[int, ...] = field(default=())  # weekly UTC hour buckets, weekday * 24 + hour (later slice)
+    availability: tuple[int, ...] = field(default=())  # weekly UTC hour buckets (search.availability)
 
     @property
     def doc_key(self) -> int:
@@ -101,6 +101,7 @@ def document_from_profile(
     approved_at: datetime | None,
     *,
     term_name: TermName = _slug_name,
+    availability: tuple[int, ...] = (),
 ) -> SearchDocument:
     """One tutor's search document from the approved ``live`` profile (the caller indexes only
     approved, visible profiles and deletes the others)."""
@@ -158,4 +159,5 @@ def document_from_profile(
         country=country,
         city_id=city_id,
         newest=approved_at,
+        availability=tuple(sorted(set(availability))),
     )

@@ -16,9 +16,10 @@ Only ``httpx`` is used; ``transport`` is the injection point for tests (``httpx.
   filtered facet with that facet's own filter left out.
 - Price *filters* are exact, like SQL: one ``currency = X AND price_minor`` range per currency of the
   query's rate table, bounds from ``SearchQuery.price_bounds_in``. Price *sorts* use
-  ``price_eur_minor``, precomputed at index time with the backend's ``rates`` (a snapshot):
-  between reindexes it lags rate changes, so price order across currencies is approximate, and
-  tutors whose currency had no rate at index time sort last.
+  ``price_eur_minor``, precomputed at index time with the backend's ``rates`` (the admin's table,
+  passed by ``search.backend.search_backend``); a rate change re-indexes every document
+  (``search.sync.search_rates_changed``); tutors whose currency has no rate sort last.
+- Availability: ``availability IN [...]`` over the document's weekly UTC hour buckets (an array).
 - Geography: ``_geoRadius`` in meters, ``_geoPoint(...):asc`` for the distance sort; distances come
   from ``_geoDistance`` (whole meters).
 - Totals stop at ``pagination.maxTotalHits`` (MAX_TOTAL_HITS); filter string values compare
@@ -161,7 +162,14 @@ def filter_expression(query: SearchQuery, *, without: str | None = None) -> str 
     parts += [p for p in (price_filter(query), geo_filter(query)) if p]
     if query.online_only:
         parts.append("online = true")
+    if query.availability:
+        parts.append(availability_filter(query.availability))
     return " AND ".join(parts) or None
+
+
+def availability_filter(buckets: Sequence[int]) -> str:
+    """Any of the UTC hour buckets (``availability`` is an array attribute: one element matching is enough)."""
+    return "availability IN [" + ", ".join(str(int(b)) for b in buckets) + "]"
 
 
 def sort_rules(query: SearchQuery) -> list[str]:
@@ -181,7 +189,7 @@ def search_queries(query: SearchQuery, index_uid: str) -> list[dict[str, Any]]:
         "page": query.page,
         "hitsPerPage": query.per_page,
         "sort": sort_rules(query),
-        "facets": [facet for facet in FACETS if facet not in query.filters],
+        "facets": [facet for facet in query.facets if facet not in query.filters],
         "attributesToRetrieve": RETRIEVED,
         "showRankingScore": False,
     }
@@ -190,6 +198,8 @@ def search_queries(query: SearchQuery, index_uid: str) -> list[dict[str, Any]]:
         main["filter"] = expression
     queries = [main]
     for facet in query.filters:
+        if facet not in query.facets:
+            continue
         extra: dict[str, Any] = {"indexUid": index_uid, "q": q, "matchingStrategy": "all", "limit": 0}
         expression = filter_expression(query, without=facet)
         if expression:
@@ -273,10 +283,10 @@ def merge_facets(query: SearchQuery, results: Sequence[Mapping[str, Any]]) -> di
     """Unfiltered facets from the hits query, each filtered facet from its own query."""
     counts: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
     main = results[0].get("facetDistribution") or {}
-    for facet in FACETS:
+    for facet in query.facets:
         if facet not in query.filters:
             counts[facet] = dict(main.get(facet) or {})
-    for facet, result in zip(query.filters, results[1:], strict=True):
+    for facet, result in zip([f for f in query.filters if f in query.facets], results[1:], strict=True):
         counts[facet] = dict((result.get("facetDistribution") or {}).get(facet) or {})
     return {
         facet: dict(sorted(((str(v), int(n)) for v, n in values.items() if n), key=lambda kv: (-kv[1], kv[0])))
@@ -314,7 +324,8 @@ class MeiliSearchBackend:
         if not _INDEX_UID.match(index_name):
             raise ValueError(f"invalid Meilisearch index name: {index_name!r}")
         self.index_name = index_name
-        self.rates: dict[str, Decimal] = {"EUR": Decimal(1), **{c: Decimal(r) for c, r in (rates or {}).items()}}
+        self.rates: dict[str, Decimal] = {}
+        self.set_rates(rates or {})
         self.task_timeout = task_timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
@@ -322,6 +333,10 @@ class MeiliSearchBackend:
         )
         self._ready = False
         self._lock = asyncio.Lock()
+
+    def set_rates(self, rates: Mapping[str, Decimal]) -> None:
+        """The rates used for ``price_eur_minor`` of the documents indexed from now on."""
+        self.rates = {"EUR": Decimal(1), **{c: Decimal(r) for c, r in rates.items()}}
 
     @property
     def _path(self) -> str:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from marketplace.db import Base, UTCDateTime, utcnow
+from marketplace.db import Base, Entity, UTCDateTime, utcnow
 
 
 class SearchDocumentRow(Base):
@@ -57,6 +57,11 @@ class SearchDocumentRow(Base):
     city_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     newest: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     availability: Mapped[list[int]] = mapped_column(JSON, nullable=False, default=list)
+    # The same weekly UTC hour buckets as a 168-bit mask in three 56-bit integers (bucket b is bit
+    # b % 56 of avail_{b // 56}): the availability filter is a bitwise AND, on every database.
+    avail_0: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    avail_1: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    avail_2: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
     indexed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     __table_args__ = (
@@ -74,6 +79,17 @@ class SearchDocumentRow(Base):
     )
 
 
+# The quality order (best rated first, ties by reviews, lessons, id): searches without text and
+# conditions read the first page straight from this index instead of sorting every document.
+Index(
+    "ix_search_documents_quality",
+    SearchDocumentRow.rating.desc(),
+    SearchDocumentRow.review_count.desc(),
+    SearchDocumentRow.lessons_taught.desc(),
+    SearchDocumentRow.profile_id,
+)
+
+
 class SearchFacetRow(Base):
     """One facet value of one document: disjunctive facet counts are a GROUP BY over these."""
 
@@ -89,3 +105,31 @@ class SearchFacetRow(Base):
         PrimaryKeyConstraint("profile_id", "facet", "value", name="pk_search_facets"),
         Index("ix_search_facets_facet_value_profile", "facet", "value", "profile_id"),
     )
+
+
+class ExchangeRate(Entity):
+    """One row of the admin-maintained exchange-rate table: units of ``currency`` per 1 EUR.
+
+    Used only to compare and sort prices across currencies in search (filters and sorts apply the
+    rates at query time; no money ever moves at these rates). ``rate`` is a decimal string so that
+    it is exact on every database; ``search.rates`` reads and validates it.
+    """
+
+    __tablename__ = "exchange_rates"
+
+    currency: Mapped[str] = mapped_column(String(3), nullable=False, unique=True)
+    rate: Mapped[str] = mapped_column(String(32), nullable=False)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+
+
+class SearchFacetTotal(Base):
+    """How many documents have each facet value, kept exact by every index write (in the same
+    transaction): the facet counts of a search without conditions are read here, not counted."""
+
+    __tablename__ = "search_facet_totals"
+
+    facet: Mapped[str] = mapped_column(String(32), nullable=False)
+    value: Mapped[str] = mapped_column(String(64), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    __table_args__ = (PrimaryKeyConstraint("facet", "value", name="pk_search_facet_totals"),)

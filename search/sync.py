@@ -12,30 +12,40 @@
   periodically from a scheduler, e.g. cron (``marketplace search reconcile``) or a Dramatiq
   periodic middleware such as APScheduler/periodiq sending ``search_reconcile.send()``.
 
-The backend is chosen from the settings: Meilisearch when MEILI_URL is set, otherwise the embedded
-SQL backend.
+The backend is chosen from the settings (``search.backend.search_backend``): Meilisearch when MEILI_URL
+is set, otherwise the embedded SQL backend.
+
+Documents carry the tutor's weekly availability as UTC hour buckets (``search.availability``), loaded
+in bulk for every batch. What changes them is scheduled here too: an availability save
+(``search_indexer().schedule(session, profile_id)`` or ``schedule_tutor_index(session, tutor_id)``),
+an exchange-rate change (``schedule_rates_changed``: Meilisearch re-indexes its precomputed EUR
+prices), and the daily ``search_refresh_availability`` for zones whose UTC offset is changing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace import jobs
 from marketplace.accounts.models import User
 from marketplace.db import after_commit, transaction
+from marketplace.periodic import every
 from marketplace.ports import register_search_indexer
-from marketplace.settings import ConfigurationError, get_settings
 from marketplace.tutors.models import ProfileStatus, TaxonomyKind, TaxonomyTerm, TutorProfile
-from search.backend import SearchBackend
+from search.availability import availability_buckets, availability_changed_at, tutors_in_zones, zones_changing
+from search.backend import SearchBackend, search_backend
 from search.documents import SearchDocument, TermName, document_from_profile
+from search.rates import current_rates
 from search.sql import DOCS, SqlSearchBackend
 
 log = logging.getLogger(__name__)
@@ -44,31 +54,17 @@ Progress = Callable[[int, int], None]  # (done, total)
 RECHECKS = 3  # index_profile re-reads after writing; a concurrent change makes it index again
 
 
-# ---- backend -------------------------------------------------------------------------------
-
-
-def search_backend() -> SearchBackend:
-    """The configured backend: Meilisearch when MEILI_URL is set, else the SQL backend."""
-    settings = get_settings()
-    if not settings.meili_url:
-        return SqlSearchBackend()
-    try:
-        from search.meili import MeiliSearchBackend  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise ConfigurationError(
-            "MEILI_URL is set but the Meilisearch backend (search.meili) cannot be imported: "
-            f"{exc}. Unset MEILI_URL to use the embedded SQL search."
-        ) from exc
-    return MeiliSearchBackend(url=settings.meili_url, api_key=settings.meili_key or None)
+# ---- backend ------------------------------------------------------------------------------
 
 
 @asynccontextmanager
 async def open_backend(backend: SearchBackend | None = None) -> AsyncIterator[SearchBackend]:
-    """The given backend, or the configured one (closed afterwards when it holds connections)."""
+    """The given backend, or a new configured one with the current exchange rates (closed afterwards
+    when it holds connections)."""
     if backend is not None:
         yield backend
         return
-    instance = search_backend()
+    instance = search_backend(rates=await current_rates(), shared=False)
     try:
         yield instance
     finally:
@@ -111,6 +107,23 @@ def _visible_profiles() -> Any:
     return select(TutorProfile).join(User, User.id == TutorProfile.user_id).where(_visible())
 
 
+# What a document needs of a profile (Core columns: no ORM objects, no draft JSON, for bulk reads).
+_DOCUMENT_COLUMNS = (
+    TutorProfile.id,
+    TutorProfile.user_id,
+    TutorProfile.slug,
+    TutorProfile.live,
+    TutorProfile.rating_count,
+    TutorProfile.rating_sum,
+    TutorProfile.lessons_taught,
+    TutorProfile.approved_at,
+)
+
+
+def _visible_rows() -> Any:
+    return select(*_DOCUMENT_COLUMNS).join(User, User.id == TutorProfile.user_id).where(_visible())
+
+
 async def _term_namer(session: AsyncSession, slugs: Iterable[tuple[str, str]] | None = None) -> TermName:
     """Display names of instruments and genres in every locale, so that "Klavier" finds a piano tutor."""
     statement = select(TaxonomyTerm.kind, TaxonomyTerm.slug, TaxonomyTerm.names).where(
@@ -135,7 +148,7 @@ def _term_slugs(live: dict[str, Any]) -> list[tuple[str, str]]:
     return instruments + [("genre", str(g)) for g in live.get("genres") or [] if g]
 
 
-def _document(profile: TutorProfile, term_name: TermName) -> SearchDocument:
+def _document(profile: Any, term_name: TermName, buckets: dict[uuid.UUID, tuple[int, ...]]) -> SearchDocument:
     return document_from_profile(
         profile.id,
         profile.user_id,
@@ -146,6 +159,7 @@ def _document(profile: TutorProfile, term_name: TermName) -> SearchDocument:
         profile.lessons_taught,
         profile.approved_at,
         term_name=term_name,
+        availability=buckets.get(profile.user_id, ()),
     )
 
 
@@ -156,7 +170,7 @@ async def profile_document(*, profile_id: uuid.UUID) -> SearchDocument | None:
         if profile is None:
             return None
         term_name = await _term_namer(session, _term_slugs(profile.live or {}))
-        return _document(profile, term_name)
+        return _document(profile, term_name, await availability_buckets(session, [profile.user_id]))
 
 
 async def _documents(ids: Sequence[uuid.UUID]) -> list[SearchDocument]:
@@ -164,9 +178,10 @@ async def _documents(ids: Sequence[uuid.UUID]) -> list[SearchDocument]:
     if not ids:
         return []
     async with transaction(write=False) as session:
-        profiles = (await session.execute(_visible_profiles().where(TutorProfile.id.in_(ids)))).scalars().all()
+        profiles = (await session.execute(_visible_rows().where(TutorProfile.id.in_(ids)))).all()
         term_name = await _term_namer(session, [s for p in profiles for s in _term_slugs(p.live or {})])
-        return [_document(p, term_name) for p in profiles]
+        buckets = await availability_buckets(session, [p.user_id for p in profiles])
+        return [_document(p, term_name, buckets) for p in profiles]
 
 
 async def _visible_ids(ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -259,30 +274,45 @@ async def reindex_all(
     batch = max(1, batch)
     async with open_backend(backend) as engine:
         async with transaction(write=False) as session:
-            total = (
-                await session.execute(
-                    select(func.count(TutorProfile.id)).join(User, User.id == TutorProfile.user_id).where(_visible())
-                )
-            ).scalar_one()
+            # The ids first, sorted here: paging by id in SQL made SQLite sort every visible profile
+            # for every page (its planner prefers the status index).
+            ids = sorted(
+                (
+                    await session.execute(
+                        select(TutorProfile.id).join(User, User.id == TutorProfile.user_id).where(_visible())
+                    )
+                ).scalars()
+            )
             term_name = await _term_namer(session)
+        total = len(ids)
         if progress is not None:
             progress(0, total)
         seen: set[uuid.UUID] = set()
-        last: uuid.UUID | None = None
-        while True:
-            statement = _visible_profiles().order_by(TutorProfile.id).limit(batch)
-            if last is not None:
-                statement = statement.where(TutorProfile.id > last)
-            async with transaction(write=False) as session:
-                profiles = (await session.execute(statement)).scalars().all()
-                docs = [_document(p, term_name) for p in profiles]
-            if not docs:
-                break
-            await engine.index(docs)
-            seen.update(d.profile_id for d in docs)
-            last = profiles[-1].id
-            if progress is not None:
-                progress(len(seen), max(total, len(seen)))
+        writing: asyncio.Task[None] | None = None  # the previous batch's write, overlapping the next read
+        try:
+            for part in _chunks(ids, batch):
+                async with transaction(write=False) as session:
+                    profiles = (await session.execute(_visible_rows().where(TutorProfile.id.in_(part)))).all()
+                    buckets = await availability_buckets(session, [p.user_id for p in profiles])
+                docs = [_document(p, term_name, buckets) for p in profiles]
+                if writing is not None:
+                    await writing
+                    writing = None
+                    if progress is not None:
+                        progress(len(seen), max(total, len(seen)))
+                if docs:
+                    writing = asyncio.create_task(engine.index(docs))
+                seen.update(d.profile_id for d in docs)
+            if writing is not None:
+                await writing
+                writing = None
+        finally:
+            if writing is not None:  # an error while reading: do not leave the write behind
+                writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await writing
+        if progress is not None:
+            progress(len(seen), max(total, len(seen)))
         await _delete_unless_visible(engine, await _stale_candidates(engine, seen), batch)
         return len(seen)
 
@@ -309,11 +339,15 @@ async def reconcile(*, batch: int = 1000, backend: SearchBackend | None = None) 
             return {"visible": count, "missing": 0, "stale": 0, "extra": 0, "indexed": count, "deleted": 0}
         async with transaction(write=False) as session:
             rows = await session.execute(
-                select(TutorProfile.id, TutorProfile.updated_at)
+                select(TutorProfile.id, TutorProfile.user_id, TutorProfile.updated_at)
                 .join(User, User.id == TutorProfile.user_id)
                 .where(_visible())
             )
-            visible = dict(rows.tuples().all())
+            changed = await availability_changed_at(session)
+            # A document is stale when its profile or the tutor's availability changed after indexing.
+            visible = {
+                pid: max(updated, changed.get(user_id, updated)) for pid, user_id, updated in rows.tuples().all()
+            }
         missing = [i for i in visible if i not in indexed]
         stale = [
             i for i, updated in visible.items() if i in indexed and indexed[i] is not None and updated > indexed[i]
@@ -345,3 +379,98 @@ async def search_reconcile() -> None:
     """Periodic repair. No scheduler is bundled: cron runs ``marketplace search reconcile``, or a
     periodic middleware (APScheduler, periodiq) sends ``search_reconcile.send()`` every few minutes."""
     await reconcile()
+
+
+# ---- availability and exchange rates -------------------------------------------------------
+
+
+def schedule_tutor_index(session: AsyncSession, tutor_id: uuid.UUID) -> None:
+    """Re-index the tutor's profile (by the tutor's user id) once the session's transaction commits:
+    for editors that know the tutor, not the profile (the availability editor)."""
+    message = str(tutor_id)
+
+    def send() -> None:
+        try:
+            search_index_tutor.send(message)
+        except Exception:  # the commit stands; the reconcile job repairs the index later
+            log.exception("search: could not enqueue indexing of tutor %s", message)
+
+    after_commit(session, send)
+
+
+@jobs.actor(queue_name="search", max_retries=10, min_backoff=1_000, max_backoff=600_000)
+async def search_index_tutor(tutor_id: str) -> None:
+    async with transaction(write=False) as session:
+        profile_id = (
+            await session.execute(select(TutorProfile.id).where(TutorProfile.user_id == uuid.UUID(tutor_id)))
+        ).scalar_one_or_none()
+    if profile_id is not None:
+        await index_profile(profile_id=profile_id)
+
+
+async def reindex_profiles(
+    profile_ids: Sequence[uuid.UUID], *, batch: int = 1000, backend: SearchBackend | None = None
+) -> int:
+    """Index (or delete) these profiles as they are now; returns how many were indexed."""
+    indexed = 0
+    async with open_backend(backend) as engine:
+        for part in _chunks(list(dict.fromkeys(profile_ids)), max(1, batch)):
+            docs = await _documents(part)
+            await engine.index(docs)
+            indexed += len(docs)
+            await _delete_unless_visible(engine, [i for i in part if i not in {d.profile_id for d in docs}], batch)
+    return indexed
+
+
+async def refresh_availability(*, today: date | None = None, backend: SearchBackend | None = None) -> int:
+    """Re-index the tutors whose zone's UTC offset changes near the edges of the bucket period (their
+    buckets move with the change); idempotent. Returns how many documents were indexed."""
+    today = today or datetime.now(UTC).date()
+    async with transaction(write=False) as session:
+        by_zone = await tutors_in_zones(session)
+        zones = zones_changing(by_zone, today=today)
+        users = [user_id for zone in zones for user_id in by_zone[zone]]
+        profile_ids: list[uuid.UUID] = []
+        for part in _chunks(users, 1000):
+            rows = await session.execute(select(TutorProfile.id).where(TutorProfile.user_id.in_(part)))
+            profile_ids += list(rows.scalars())
+    if not profile_ids:
+        return 0
+    log.info("search: refreshing availability of %d tutors in %s", len(profile_ids), ", ".join(sorted(zones)))
+    return await reindex_profiles(profile_ids, backend=backend)
+
+
+@every(24 * 3600)
+@jobs.actor(queue_name="search", max_retries=3, time_limit=3_600_000)
+async def search_refresh_availability() -> None:
+    await refresh_availability()
+
+
+def schedule_rates_changed(session: AsyncSession) -> None:
+    """After an exchange-rate change commits: bring the index's precomputed prices up to date."""
+
+    def send() -> None:
+        try:
+            search_rates_changed.send()
+        except Exception:
+            log.exception("search: could not enqueue the re-index after a rate change")
+
+    after_commit(session, send)
+
+
+async def rates_changed(*, backend: SearchBackend | None = None) -> int:
+    """The SQL backend applies the rates at query time: nothing to do. Other backends (Meilisearch)
+    keep a price in EUR for sorting, computed at index time: re-index everything with the new rates.
+    Returns how many documents were re-indexed."""
+    async with open_backend(backend) as engine:
+        if isinstance(engine, SqlSearchBackend):
+            return 0
+        setter = getattr(engine, "set_rates", None)
+        if setter is not None:
+            setter(await current_rates())
+        return await reindex_all(backend=engine)
+
+
+@jobs.actor(queue_name="search", max_retries=5, time_limit=3_600_000)
+async def search_rates_changed() -> None:
+    await rates_changed()

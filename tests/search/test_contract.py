@@ -151,6 +151,10 @@ QUERIES = [
     {"near": MADRID, "radius_km": 450, "filters": {"format": ["in_person"], "genre": ["jazz", "rock"]}},
     {"q": "a", "filters": {"format": ["online"], "language": ["en"], "instrument": ["voice", "drums"]}},
     {"filters": {"city": ["0"]}},
+    # More than half of the documents match: the SQL backend counts the complement (NULL prices included).
+    {"online_only": True},
+    {"price_max": 100000, "rates": RATES},
+    {"price_max": 100000, "rates": RATES, "filters": {"language": ["en"]}},
 ]
 
 

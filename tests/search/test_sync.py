@@ -273,3 +273,58 @@ def test_a_stopping_in_process_worker_gives_fetched_messages_back():
     assert queue.qsize() == 1 and queue.unfinished_tasks == 1
     consumer.ack(next(consumer))
     assert queue.unfinished_tasks == 0
+
+
+def test_one_backend_factory_passes_the_rates_to_meilisearch(monkeypatch):
+    from decimal import Decimal
+
+    from marketplace.settings import get_settings
+    from search import controllers
+    from search.backend import search_backend as factory
+    from search.meili import MeiliSearchBackend
+
+    assert controllers.search_backend is factory and search_backend is factory  # one factory
+    monkeypatch.setenv("MEILI_URL", "http://meili.test:7700")
+    get_settings.cache_clear()
+    try:
+        fresh = factory(rates={"USD": Decimal("1.5")}, shared=False)
+        assert isinstance(fresh, MeiliSearchBackend) and fresh.rates == {"EUR": 1, "USD": Decimal("1.5")}
+        shared = factory(rates={"GBP": Decimal("0.9")})
+        assert factory() is shared and shared.rates["GBP"] == Decimal("0.9")
+        factory(rates={"GBP": Decimal("0.8")})
+        assert shared.rates["GBP"] == Decimal("0.8")  # the shared client follows the current table
+    finally:
+        monkeypatch.delenv("MEILI_URL")
+        get_settings.cache_clear()
+
+
+async def test_reconcile_reindexes_a_tutor_whose_availability_changed(admin, drain):
+    from scheduling.models import Availability
+
+    tutor, profile_id = await tutor_with_profile(approve_by=admin)
+    await drain()
+    assert (await reconcile())["stale"] == 0
+    async with transaction() as session:  # saved without scheduling the indexer (a lost job)
+        session.add(Availability(tutor_id=tutor.id, zone="Europe/Berlin", weekly={"1": [["18:00", "21:00"]]}))
+    result = await reconcile()
+    assert (result["stale"], result["indexed"]) == (1, 1)
+    async with transaction(write=False) as session:
+        buckets = (await session.execute(select(DOCS.c.availability).where(DOCS.c.profile_id == profile_id))).scalar()
+    assert buckets and set(buckets) <= set(range(24, 48))  # Tuesday in UTC
+
+
+async def test_daily_refresh_reindexes_tutors_in_zones_whose_offset_changes(admin, drain):
+    from datetime import date
+
+    from scheduling.models import Availability
+    from search.sync import refresh_availability
+
+    tutor, profile_id = await tutor_with_profile(approve_by=admin)
+    await drain()
+    async with transaction() as session:
+        session.add(Availability(tutor_id=tutor.id, zone="Europe/Berlin", weekly={"1": [["18:00", "21:00"]]}))
+    assert await refresh_availability(today=date(2026, 6, 1)) == 0  # no change near June
+    assert await refresh_availability(today=date(2026, 3, 1)) == 1  # 29 March enters the four weeks
+    async with transaction(write=False) as session:
+        buckets = (await session.execute(select(DOCS.c.availability).where(DOCS.c.profile_id == profile_id))).scalar()
+    assert buckets  # computed from the stored rules
