@@ -1,0 +1,250 @@
+"""Webhooks with real signatures into attendance and the settlement; forged, tampered, replayed
+and unknown-room deliveries refused with nothing applied; reconcile and the decision job."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from lessons.models import AttendanceSession, LessonOutcome, WebhookEvent
+from marketplace.db import session_factory, transaction
+from tests.lessons.conftest import API_KEY, booking_status, event_body, make_lesson, room_name, sign_webhook
+
+
+async def deliver(client, body: str, auth: str | None = "sign"):
+    headers = {"content-type": "application/webhook+json"}
+    if auth == "sign":
+        headers["authorization"] = sign_webhook(body)
+    elif auth is not None:
+        headers["authorization"] = auth
+    return await client.post("/webhooks/livekit", content=body.encode(), headers=headers)
+
+
+async def count(model) -> int:
+    async with session_factory()() as session:
+        return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+async def decide_now(booking_id, now):
+    from lessons.services import lesson_decide
+
+    async with transaction() as session:
+        return await lesson_decide(session, booking_id=booking_id, now=now)
+
+
+async def timeline(client, lesson, room, steps):
+    """steps: (event, who, sid, minute)"""
+    for event, who, sid, minute in steps:
+        person = lesson.tutor if who == "tutor" else lesson.student
+        at = lesson.starts_at + timedelta(minutes=minute)
+        body = event_body(event, room=room, at=at, identity=str(person.id), sid=sid, joined_at=None)
+        response = await deliver(client, body)
+        assert response.status_code == 200, response.text
+
+
+async def test_joins_and_leaves_become_attendance_and_delivered_completes(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-70), minutes=60)
+    room = await room_name(lesson)
+    await timeline(
+        client,
+        lesson,
+        room,
+        [
+            ("participant_joined", "tutor", "PA_t1", -3),
+            ("participant_joined", "student", "PA_s1", 2),
+            ("participant_left", "student", "PA_s1", 20),  # network drop
+            ("participant_joined", "student", "PA_s2", 21),  # reconnect, new session
+            ("participant_left", "student", "PA_s2", 58),
+            ("participant_left", "tutor", "PA_t1", 60),
+        ],
+    )
+    assert await count(AttendanceSession) == 3
+    # the decision waits for the window to close (15 minutes after the end)
+    assert await decide_now(lesson.booking_id, lesson.ends_at + timedelta(minutes=5)) is None
+    outcome = await decide_now(lesson.booking_id, lesson.ends_at + timedelta(minutes=16))
+    assert outcome.outcome.value == "delivered" and outcome.settled
+    assert outcome.student_seconds == (18 + 37) * 60
+    assert await booking_status(lesson.booking_id) == "completed"
+    # deciding again changes nothing
+    again = await decide_now(lesson.booking_id, lesson.ends_at + timedelta(minutes=30))
+    assert again.id == outcome.id and await count(LessonOutcome) == 1
+
+
+async def test_tutor_absent_refunds_the_student(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-80), minutes=60)
+    room = await room_name(lesson)
+    await timeline(
+        client,
+        lesson,
+        room,
+        [("participant_joined", "student", "PA_s", 0), ("participant_left", "student", "PA_s", 60)],
+    )
+    outcome = await decide_now(lesson.booking_id, datetime.now(UTC))
+    assert outcome.outcome.value == "tutor_absent"
+    assert await booking_status(lesson.booking_id) == "cancelled"
+    from scheduling.models import Booking
+
+    async with session_factory()() as session:
+        booking = await session.get(Booking, lesson.booking_id)
+        assert booking.refund_amount == booking.price_amount and booking.cancelled_by.value == "tutor"
+
+
+async def test_student_absent_is_a_no_show_that_pays_the_tutor(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-80), minutes=60)
+    room = await room_name(lesson)
+    await timeline(
+        client,
+        lesson,
+        room,
+        [
+            ("participant_joined", "tutor", "PA_t", 0),
+            ("participant_joined", "student", "PA_s", 1),
+            ("participant_left", "student", "PA_s", 10),  # left early
+            ("participant_left", "tutor", "PA_t", 60),
+        ],
+    )
+    outcome = await decide_now(lesson.booking_id, datetime.now(UTC))
+    assert outcome.outcome.value == "student_absent"
+    assert await booking_status(lesson.booking_id) == "no_show"
+
+
+async def test_both_absent_waits_for_an_admin(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-80), minutes=60)
+    await room_name(lesson)
+    outcome = await decide_now(lesson.booking_id, datetime.now(UTC))
+    assert outcome.outcome.value == "both_absent" and not outcome.settled
+    assert await booking_status(lesson.booking_id) == "confirmed"
+
+
+async def test_out_of_order_and_repeated_events_leave_the_same_state(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-80), minutes=60)
+    room = await room_name(lesson)
+    at = lesson.starts_at
+    left = event_body(
+        "participant_left",
+        room=room,
+        at=at + timedelta(minutes=60),
+        identity=str(lesson.student.id),
+        sid="PA_x",
+        joined_at=at,
+        event_id="EV_left",
+    )
+    joined = event_body(
+        "participant_joined",
+        room=room,
+        at=at,
+        identity=str(lesson.student.id),
+        sid="PA_x",
+        joined_at=at,
+        event_id="EV_join",
+    )
+    assert (await deliver(client, left)).json()["status"] == "applied"
+    assert (await deliver(client, joined)).json()["status"] == "applied"
+    replay = await deliver(client, left)
+    assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
+    async with session_factory()() as session:
+        (row,) = (await session.execute(select(AttendanceSession))).scalars()
+        assert row.joined_at == at and row.left_at == at + timedelta(minutes=60)
+    assert await count(WebhookEvent) == 2
+
+
+async def test_forged_tampered_and_unsigned_webhooks_are_refused(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-10))
+    room = await room_name(lesson)
+    body = event_body("participant_joined", room=room, at=datetime.now(UTC), identity=str(lesson.student.id))
+    forged = sign_webhook(body, secret="another-secret-that-is-long-enough-000000")
+    assert (await deliver(client, body, auth=forged)).status_code == 401
+    wrong_key = sign_webhook(body, key="APIother")
+    assert (await deliver(client, body, auth=wrong_key)).status_code == 401
+    tampered = body.replace(str(lesson.student.id), str(lesson.tutor.id))
+    assert (await deliver(client, tampered, auth=sign_webhook(body))).status_code == 401
+    assert (await deliver(client, body, auth=None)).status_code == 401
+    assert (await deliver(client, body, auth="not-a-jwt")).status_code == 401
+    assert (await deliver(client, "{not json", auth="sign")).status_code == 401
+    assert await count(WebhookEvent) == 0 and await count(AttendanceSession) == 0
+    # the real signature works
+    assert (await deliver(client, body)).status_code == 200
+    _ = API_KEY
+
+
+async def test_webhook_for_an_unknown_room_is_refused(client, video):
+    body = event_body("participant_joined", room="lesson-unknown", at=datetime.now(UTC), identity="x")
+    response = await deliver(client, body)
+    assert response.status_code == 404 and response.json()["error"] == "unknown room"
+    assert await count(WebhookEvent) == 0
+
+
+async def test_webhooks_without_video_configured_are_refused(client):
+    body = event_body("room_started", room="lesson-x", at=datetime.now(UTC))
+    assert (await deliver(client, body, auth=sign_webhook(body))).status_code == 401
+
+
+async def test_strangers_and_egress_participants_are_not_attendance(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-10))
+    room = await room_name(lesson)
+    for identity in ("EG_recorder", "00000000-0000-0000-0000-000000000001"):
+        body = event_body("participant_joined", room=room, at=datetime.now(UTC), identity=identity)
+        assert (await deliver(client, body)).status_code == 200
+    assert await count(AttendanceSession) == 0
+
+
+async def test_concurrent_duplicate_deliveries_apply_once(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-10))
+    room = await room_name(lesson)
+    body = event_body(
+        "participant_joined", room=room, at=datetime.now(UTC), identity=str(lesson.tutor.id), event_id="EV_same"
+    )
+    responses = await asyncio.gather(*(deliver(client, body) for _ in range(5)))
+    assert all(r.status_code == 200 for r in responses)
+    assert sorted(r.json()["status"] for r in responses).count("applied") == 1
+    assert await count(WebhookEvent) == 1 and await count(AttendanceSession) == 1
+
+
+async def test_reconcile_fills_missed_joins_and_closes_stale_sessions(client, video):
+    from livekit.protocol import models as proto_models
+
+    from lessons.services import room_reconcile
+
+    lesson = await make_lesson(starts_in=timedelta(minutes=-30), minutes=60)
+    room = await room_name(lesson)
+    # the tutor's join webhook was lost; the student had a session that the server no longer has
+    await timeline(client, lesson, room, [("participant_joined", "student", "PA_gone", 0)])
+    video.participants[room] = [
+        proto_models.ParticipantInfo(
+            sid="PA_tutor", identity=str(lesson.tutor.id), joined_at=int(lesson.starts_at.timestamp())
+        ),
+        proto_models.ParticipantInfo(sid="EG_1", identity="EG_recorder"),
+    ]
+    now = lesson.starts_at + timedelta(minutes=30)
+    async with transaction() as session:
+        await room_reconcile(session, booking_id=lesson.booking_id, now=now)
+    (request,) = video.calls("ListParticipants")
+    assert request.room == room
+    async with session_factory()() as session:
+        rows = {r.participant_sid: r for r in (await session.execute(select(AttendanceSession))).scalars()}
+    assert set(rows) == {"PA_gone", "PA_tutor"}
+    assert rows["PA_tutor"].joined_at == lesson.starts_at and rows["PA_tutor"].left_at is None
+    assert rows["PA_gone"].left_at == now
+
+
+async def test_decision_job_reconciles_then_settles(client, video, drain_jobs):
+    from lessons.jobs import lessons_decide_due
+
+    lesson = await make_lesson(starts_in=timedelta(minutes=-80), minutes=60)
+    room = await room_name(lesson)
+    await timeline(
+        client,
+        lesson,
+        room,
+        [
+            ("participant_joined", "tutor", "PA_t", 0),
+            ("participant_joined", "student", "PA_s", 0),
+            ("participant_left", "tutor", "PA_t", 60),
+            ("participant_left", "student", "PA_s", 60),
+        ],
+    )
+    await asyncio.to_thread(lambda: (lessons_decide_due.send(), drain_jobs()))
+    assert await booking_status(lesson.booking_id) == "completed"
+    assert video.calls("ListParticipants")  # asked the server before deciding
