@@ -38,15 +38,94 @@ class OutboxMessage(Entity):
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
-async def mail_queue(session: AsyncSession, *, to: str, subject: str, body: str) -> OutboxMessage:
-    """Record a message in the caller's transaction; it is sent after the commit."""
+#: Attachments are text (an .ics invite is a few kilobytes); anything larger is a programming error.
+ATTACHMENT_MAX_CHARS = 256 * 1024
+
+
+def _clean_attachments(attachments: list[dict[str, Any]] | None) -> list[dict[str, str]] | None:
+    if not attachments:
+        return None
+    cleaned = []
+    for item in attachments:
+        filename, content_type, content = item.get("filename"), item.get("content_type"), item.get("content")
+        if not (isinstance(filename, str) and filename and isinstance(content_type, str) and "/" in content_type):
+            raise ValueError("an attachment needs a filename and a content_type such as text/calendar")
+        if not isinstance(content, str) or len(content) > ATTACHMENT_MAX_CHARS:
+            raise ValueError("an attachment's content must be text of at most 256 KiB")
+        cleaned.append({"filename": filename, "content_type": content_type, "content": content})
+    return cleaned
+
+
+async def mail_queue(
+    session: AsyncSession, *, to: str, subject: str, body: str, attachments: list[dict[str, Any]] | None = None
+) -> OutboxMessage:
+    """Record a message in the caller's transaction; it is sent after the commit.
+
+    ``attachments``: ``[{"filename": "invite.ics", "content_type": "text/calendar; method=REQUEST;
+    charset=UTF-8", "content": "BEGIN:VCALENDAR..."}]`` (text content).
+    """
     domain = get_settings().mail_from.rsplit("@", 1)[-1].rstrip(">") or "cadenza.localhost"
-    msg = OutboxMessage(to_address=to, subject=subject, body_text=body, message_id=make_msgid(domain=domain))
+    msg = OutboxMessage(
+        to_address=to,
+        subject=subject,
+        body_text=body,
+        message_id=make_msgid(domain=domain),
+        attachments=_clean_attachments(attachments),
+    )
     session.add(msg)
     await session.flush()
     msg_id = str(msg.id)
     after_commit(session, lambda: mail_send.send(msg_id))
     return msg
+
+
+def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
+    """``"text/calendar; method=REQUEST; charset=UTF-8"`` -> ("text", "calendar", {"method": ..., "charset": ...})."""
+    main, *raw_params = (part.strip() for part in value.split(";"))
+    maintype, _, subtype = main.lower().partition("/")
+    params = {}
+    for raw in raw_params:
+        key, sep, val = raw.partition("=")
+        if sep and key.strip():
+            params[key.strip().lower()] = val.strip().strip('"')
+    return maintype or "application", subtype or "octet-stream", params
+
+
+def build_email(msg: OutboxMessage, *, sender: str) -> EmailMessage:
+    """The MIME message for an outbox row.
+
+    A calendar attachment goes in the way Google Calendar sends its own invitations, which Gmail,
+    Apple Mail and Outlook all recognise: a ``text/calendar; method=...`` alternative to the text
+    body (so the client shows the invitation with its buttons) plus the same data as an
+    ``application/ics`` file (so it can also be opened or imported by hand). Other attachments are
+    plain file attachments.
+    """
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = msg.to_address
+    email["Subject"] = msg.subject
+    email["Message-ID"] = msg.message_id
+    email.set_content(msg.body_text)
+    for item in msg.attachments or []:
+        maintype, subtype, params = _content_type(item["content_type"])
+        charset = params.pop("charset", "utf-8")
+        if (maintype, subtype) == ("text", "calendar"):
+            data = item["content"].encode(charset)  # bytes: the CRLF line ends iCalendar asks for stay intact
+            email.add_alternative(data, maintype="text", subtype="calendar", params={**params, "charset": charset})
+            email.add_attachment(data, maintype="application", subtype="ics", filename=item["filename"])
+        elif maintype == "text":
+            email.add_attachment(
+                item["content"], subtype=subtype, charset=charset, params=params, filename=item["filename"]
+            )
+        else:
+            email.add_attachment(
+                item["content"].encode("utf-8"),
+                maintype=maintype,
+                subtype=subtype,
+                params=params,
+                filename=item["filename"],
+            )
+    return email
 
 
 def _smtp_send(url: str, message: EmailMessage) -> None:
@@ -82,12 +161,7 @@ async def mail_deliver(*, message_id: uuid.UUID) -> str:
         if not settings.smtp_url:
             msg.status = "stored"
             return msg.status
-        email = EmailMessage()
-        email["From"] = settings.mail_from
-        email["To"] = msg.to_address
-        email["Subject"] = msg.subject
-        email["Message-ID"] = msg.message_id
-        email.set_content(msg.body_text)
+        email = build_email(msg, sender=settings.mail_from)
         try:
             await asyncio.to_thread(_smtp_send, settings.smtp_url, email)
         except (OSError, smtplib.SMTPException) as exc:

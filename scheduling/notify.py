@@ -1,14 +1,17 @@
 """Mails about a booking's life: one entry point, :func:`notify_booking`, called by the booking
 service inside its transaction (mails go out after commit through the outbox).
 
-Each recipient gets the mail in their own language and zone. The calendars work attaches an
-.ics (METHOD:REQUEST for new and moved lessons, METHOD:CANCEL for cancelled ones) to these mails.
+Each recipient gets the mail in their own language and zone. Mails about a lesson that now takes
+place (confirmed, rescheduled) carry an invitation (``invite.ics``, METHOD:REQUEST) and mails about
+one that will not (cancelled, declined, expired) a cancellation (``cancel.ics``, METHOD:CANCEL),
+both with the lesson's one UID and its current SEQUENCE, so the recipient's calendar adds, moves or
+removes the same entry (see ``scheduling.ics``).
 """
 
 from __future__ import annotations
 
 import enum
-import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,8 +19,18 @@ from marketplace.accounts.models import User
 from marketplace.i18n import format_datetime, use_locale
 from marketplace.i18n import gettext as _
 from marketplace.mail import mail_queue
-from marketplace.settings import get_settings
+from scheduling.ics import (
+    Method,
+    Person,
+    invitation,
+    invitation_attachment,
+    lesson_summary,
+    lesson_url,
+    tutor_instruments,
+)
 from scheduling.models import Booking
+
+__all__ = ["BookingEvent", "lesson_url", "notify_booking"]
 
 
 class BookingEvent(enum.StrEnum):
@@ -47,14 +60,21 @@ def _subject(event: BookingEvent, other: str) -> str:
     return _("Lesson with %(name)s") % {"name": other}
 
 
-def lesson_url(booking_id: uuid.UUID) -> str:
-    return f"{get_settings().base_url.rstrip('/')}/lessons/{booking_id}"
+def calendar_method(event: BookingEvent) -> Method | None:
+    """Which iTIP message a mail about ``event`` carries (None: no calendar attachment)."""
+    if event in (BookingEvent.confirmed, BookingEvent.rescheduled):
+        return "REQUEST"
+    if event in (BookingEvent.cancelled, BookingEvent.declined, BookingEvent.expired):
+        return "CANCEL"
+    return None
 
 
 async def notify_booking(session: AsyncSession, booking: Booking, event: BookingEvent) -> None:
     """Queue the mails for ``event`` to the people it concerns (both sides for most events)."""
     if event == BookingEvent.held:
         return
+    if booking.id is None or booking.created_at is None:
+        await session.flush()  # the invitation needs the lesson's id (its UID) and timestamps
     tutor = await session.get(User, booking.tutor_id)
     student = await session.get(User, booking.student_id)
     assert tutor is not None and student is not None
@@ -63,6 +83,9 @@ async def notify_booking(session: AsyncSession, booking: Booking, event: Booking
         recipients = [(tutor, student)]
     elif event in (BookingEvent.declined, BookingEvent.expired):
         recipients = [(student, tutor)]
+    method = calendar_method(event)
+    now = datetime.now(UTC)
+    people = (Person(tutor.display_name, tutor.email), Person(student.display_name, student.email))
     for recipient, other in recipients:
         with use_locale(recipient.locale, recipient.timezone):
             when = format_datetime(booking.starts_at)
@@ -73,4 +96,16 @@ async def notify_booking(session: AsyncSession, booking: Booking, event: Booking
                     _("Details: %(url)s") % {"url": lesson_url(booking.id)},
                 ]
             )
-            await mail_queue(session, to=recipient.email, subject=_subject(event, other.display_name), body=body)
+            attachments = None
+            if method is not None:
+                instrument = (await tutor_instruments(session, [booking.tutor_id])).get(booking.tutor_id)
+                summary = lesson_summary(kind=booking.kind, other_name=other.display_name, instrument=instrument)
+                ics = invitation(booking, method=method, summary=summary, tutor=people[0], student=people[1], now=now)
+                attachments = [invitation_attachment(ics, method)]
+            await mail_queue(
+                session,
+                to=recipient.email,
+                subject=_subject(event, other.display_name),
+                body=body,
+                attachments=attachments,
+            )

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.errors import ValidationFailed
 from marketplace.i18n import gettext as _
-from marketplace.ports import LessonFact, register_lesson_facts
+from marketplace.ports import LessonFact, TutorReliability, register_lesson_facts
 from scheduling.models import PAID_STATUSES, Booking, BookingStatus
 
 
@@ -101,6 +101,12 @@ class _LessonFacts:
             .limit(limit)
         )
         return [_fact(b) for b in rows.scalars()]
+
+    async def tutor_reliability(self, session: AsyncSession, *, tutor_id: uuid.UUID) -> TutorReliability:
+        from scheduling.bookings import tutor_reliability
+
+        r = await tutor_reliability(session, tutor_user_id=tutor_id)
+        return TutorReliability(r.lessons, r.completed, r.cancelled_by_tutor, r.no_shows, r.percent)
 
 
 register_lesson_facts(_LessonFacts())
