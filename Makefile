@@ -8,7 +8,7 @@ PORT ?= 8000
 WORKERS ?= 1
 TUTORS ?= 40
 
-.PHONY: run test setup setup-test browser vendor migrate demo lint format i18n-extract i18n-update bench bench-profiles bench-slots clean
+.PHONY: run test setup setup-test browser vendor migrate demo lint format i18n-extract i18n-update bench bench-profiles bench-slots bench-slots-api bench-search clean
 
 ## run: install everything, migrate, load demo data and serve on the embedded defaults
 run: setup
@@ -32,12 +32,13 @@ setup-test: $(BIN)/python vendor browser
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 
 ## vendor: front-end packages from npm, copied into static/vendor (not committed)
-vendor: static/vendor/htmx.min.js
+vendor: static/vendor/htmx.min.js static/vendor/livekit-client.umd.js
 
-static/vendor/htmx.min.js: package.json package-lock.json
+static/vendor/htmx.min.js static/vendor/livekit-client.umd.js &: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p static/vendor
 	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+	cp node_modules/livekit-client/dist/livekit-client.umd.js static/vendor/livekit-client.umd.js
 
 ## browser: Debian's chromium for the browser tests (never `playwright install`)
 browser:
@@ -78,6 +79,14 @@ bench-profiles: setup-test
 ## bench-slots: the pure slot engine
 bench-slots: setup
 	$(BIN)/python bench/slots.py
+
+## bench-slots-api: GET /api/v1/tutors/{id}/slots for a busy tutor (in-process, p50/p95)
+bench-slots-api: setup
+	$(BIN)/python bench/slots_api.py
+
+## bench-search: demo --tutors 100000 on SQLite (and PostgreSQL db bench_search when reachable): search p50/p95, reindex, demo time
+bench-search: setup
+	$(BIN)/python bench/search.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor var

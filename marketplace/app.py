@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 
+from lessons.controllers import LessonRoomController, LiveKitWebhookController, PracticeController
 from marketplace import jobs, periodic
 from marketplace.accounts.controllers import AccountController
 from marketplace.accounts.sessions import make_session_config, make_session_store
@@ -36,6 +37,19 @@ from marketplace.settings import ROOT, Settings, get_settings
 from marketplace.tutors.controllers import TutorProfileController
 from marketplace.tutors.public import FavouritesController, PublicProfileController
 from marketplace.web import RequestContextMiddleware, SecurityHeadersMiddleware, locale_options, pop_flashes
+from payouts.controllers import (
+    CheckoutController,
+    DisputesAdminController,
+    FinanceController,
+    PayoutsController,
+    StudentPaymentsController,
+)
+from payouts.webhooks import StripeWebhookController
+from scheduling.api import SlotsApiController, WeekPickerController
+from scheduling.calendar import CalendarController
+from scheduling.editor import AvailabilityEditorController
+from scheduling.pages import BookingController, HoldCheckoutController, LessonsController
+from search.admin import ExchangeRateAdminController
 from search.controllers import SearchApiController, SearchPageController
 
 log = logging.getLogger("marketplace")
@@ -93,6 +107,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MessagingController,
             SearchPageController,
             SearchApiController,
+            ExchangeRateAdminController,
+            AvailabilityEditorController,
+            SlotsApiController,
+            WeekPickerController,
+            LessonRoomController,
+            PracticeController,
+            LiveKitWebhookController,
+            CheckoutController,
+            PayoutsController,
+            StudentPaymentsController,
+            FinanceController,
+            DisputesAdminController,
+            StripeWebhookController,
+            CalendarController,
+            BookingController,
+            HoldCheckoutController,
+            LessonsController,
             healthz,
             bare,
             create_static_files_router(

@@ -217,5 +217,38 @@ def search_reconcile() -> None:
     click.echo(", ".join(f"{key}: {value}" for key, value in result.items()))
 
 
+@main.group()
+def payouts() -> None:
+    """Payments: reconcile the ledger with the payment provider."""
+
+
+@payouts.command("reconcile")
+def payouts_reconcile() -> None:
+    """Compare the ledger with the provider's objects and list every difference (changes nothing).
+    Exits with status 1 when there is a difference."""
+    from marketplace.db import import_all_models
+
+    _settings()
+    import_all_models()
+    from marketplace.db import session_factory
+    from payouts.providers import get_provider
+    from payouts.reconcile import reconcile
+
+    async def go():
+        async with session_factory()() as session:
+            return await reconcile(session, get_provider())
+
+    report = _run(go)
+    for difference in report.differences:
+        click.echo(str(difference))
+    books = ", ".join(f"{c} {t}" for c, t in sorted(report.totals.items())) or "empty"
+    click.echo(
+        f"{report.transactions} ledger transactions, {report.payments} payments checked, books: {books}; "
+        f"{len(report.differences)} difference(s)."
+    )
+    if report.differences:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -180,9 +180,15 @@ MODEL_MODULES = (
     "marketplace.messaging.models",
     "marketplace.reviews.models",
     "marketplace.tutors.models",
+    "lessons.models",
+    "lessons.services",  # registers the booking listener that prepares rooms; declares the lesson jobs
     "scheduling.models",
     "search.models",
+    "payouts.jobs",  # payments tables and actors; registers the booking listener with scheduling
     "scheduling.services",  # registers the lesson facts with marketplace.ports
+    "scheduling.external",  # external calendar fetch actors (periodic refresh)
+    "scheduling.reminders",  # lesson reminder actor (periodic)
+    "scheduling.jobs",  # hold and request expiry actor (periodic)
     "search.sync",  # declares the index actors; registers the search indexer with marketplace.ports
 )
 

@@ -174,5 +174,13 @@ async def demo_create(*, tutors: int, students: int, seed: int) -> DemoResult:
         from marketplace.tutors.demo import demo_tutor_profiles
 
         result.profiles = await demo_tutor_profiles(session, rng=rng)
+    async with transaction() as session:
+        from scheduling.demo import demo_availability  # hours, exceptions and upcoming lessons
+
+        await demo_availability(session, rng=rng)
+    async with transaction() as session:
+        from payouts.demo import demo_payout_accounts  # enabled test-mode payouts: bookings are open
+
+        await demo_payout_accounts(session)
     result.logins = [(role.value, email, DEMO_PASSWORD) for role, email, _, _ in fixed]
     return result

@@ -28,6 +28,15 @@ class LessonFact:
     status: str
 
 
+@dataclass(frozen=True)
+class TutorReliability:
+    lessons: int  # lessons that were confirmed (or cancelled by the tutor)
+    completed: int
+    cancelled_by_tutor: int
+    no_shows: int  # lessons the tutor did not attend
+    percent: int | None  # share of lessons the tutor kept; None without lessons
+
+
 class LessonFacts(Protocol):
     async def completed_lesson(
         self, session: AsyncSession, *, booking_id: uuid.UUID, student_id: uuid.UUID
@@ -43,6 +52,9 @@ class LessonFacts(Protocol):
         self, session: AsyncSession, *, student_id: uuid.UUID, limit: int
     ) -> list[LessonFact]:
         """The student's completed lessons, newest first."""
+
+    async def tutor_reliability(self, session: AsyncSession, *, tutor_id: uuid.UUID) -> TutorReliability:
+        """Lessons confirmed, completed, cancelled by the tutor and missed by the tutor."""
 
 
 _lesson_facts: LessonFacts | None = None
@@ -85,3 +97,38 @@ def register_search_indexer(impl: SearchIndexer) -> None:
 
 def search_indexer() -> SearchIndexer:
     return _search_indexer if _search_indexer is not None else _NoSearchIndexer()
+
+
+# ---- payments ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LessonPayment:
+    """What a lesson page links to about the lesson's payment (for one viewer)."""
+
+    receipt_url: str | None  # the student's receipt, once paid
+    dispute_url: str | None  # when the student may open a dispute now
+
+
+class Payments(Protocol):
+    async def tutor_takes_paid_bookings(self, session: AsyncSession, *, tutor_id: uuid.UUID) -> bool:
+        """Whether the tutor's payouts are enabled (no paid booking can be made before)."""
+
+    async def lesson_payment(
+        self, session: AsyncSession, *, booking_id: uuid.UUID, viewer_id: uuid.UUID, now: datetime
+    ) -> LessonPayment | None:
+        """Receipt and dispute links of this booking for the viewer; None without a payment."""
+
+
+_payments: Payments | None = None
+
+
+def register_payments(impl: Payments) -> None:
+    global _payments
+    _payments = impl
+
+
+def payments() -> Payments:
+    if _payments is None:
+        raise RuntimeError("no payments registered: import marketplace.db.import_all_models() first")
+    return _payments

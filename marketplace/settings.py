@@ -84,6 +84,16 @@ class Settings:
     migrate_on_start: bool
     log_level: str
     supported_locales: tuple[str, ...] = field(default=SUPPORTED_LOCALES)
+    # Lessons (LiveKit): attendance share of the slot that counts as present, recordings to S3.
+    lesson_attendance_percent: int = 50  # LESSON_ATTENDANCE_PERCENT
+    recording_s3_bucket: str = ""  # RECORDING_S3_BUCKET (empty: recording is not offered)
+    recording_s3_region: str = ""  # RECORDING_S3_REGION
+    recording_s3_endpoint: str = ""  # RECORDING_S3_ENDPOINT (S3-compatible storage; empty: AWS)
+    recording_s3_access_key: str = ""  # RECORDING_S3_ACCESS_KEY
+    recording_s3_secret: str = ""  # RECORDING_S3_SECRET
+    recording_retention_days: int = 30  # RECORDING_RETENTION_DAYS
+    platform_fee_percent: float = 15.0  # PLATFORM_FEE_PERCENT: the platform's share of each lesson price
+    review_window_hours: int = 48  # PAYOUT_REVIEW_WINDOW_HOURS: disputes after a lesson; then the tutor is paid
 
     @property
     def production(self) -> bool:
@@ -147,7 +157,27 @@ def load_settings() -> Settings:
         login_window_seconds=_env_int("LOGIN_WINDOW_SECONDS", 15 * 60),
         migrate_on_start=_env_bool("MIGRATE_ON_START", mode != "production"),
         log_level=_env("LOG_LEVEL", "INFO").upper(),
+        lesson_attendance_percent=_env_int("LESSON_ATTENDANCE_PERCENT", 50),
+        recording_s3_bucket=_env("RECORDING_S3_BUCKET"),
+        recording_s3_region=_env("RECORDING_S3_REGION"),
+        recording_s3_endpoint=_env("RECORDING_S3_ENDPOINT"),
+        recording_s3_access_key=_env("RECORDING_S3_ACCESS_KEY"),
+        recording_s3_secret=_env("RECORDING_S3_SECRET"),
+        recording_retention_days=_env_int("RECORDING_RETENTION_DAYS", 30),
+        platform_fee_percent=_env_fee_percent(),
+        review_window_hours=max(0, _env_int("PAYOUT_REVIEW_WINDOW_HOURS", 48)),
     )
+
+
+def _env_fee_percent() -> float:
+    raw = _env("PLATFORM_FEE_PERCENT", "15")
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"PLATFORM_FEE_PERCENT must be a number, got {raw!r}") from exc
+    if not 0 <= value < 100:
+        raise ConfigurationError("PLATFORM_FEE_PERCENT must be at least 0 and below 100")
+    return value
 
 
 @lru_cache(maxsize=1)

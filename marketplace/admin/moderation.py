@@ -15,6 +15,7 @@ from marketplace.audit import AuditEntry
 from marketplace.db import session_factory, transaction
 from marketplace.errors import NotFound, ValidationFailed
 from marketplace.i18n import gettext as _
+from marketplace.ports import lesson_facts
 from marketplace.tutors import services as tutor_services
 from marketplace.tutors.controllers import field_labels
 from marketplace.tutors.models import ProfileStatus, TutorProfile
@@ -86,6 +87,7 @@ class ModerationController(Controller):
             if row is None:
                 raise NotFound(_("We could not find that profile."))
             profile, tutor = row
+            reliability = await lesson_facts().tutor_reliability(session, tutor_id=tutor.id)
             history = (
                 (
                     await session.execute(
@@ -106,6 +108,7 @@ class ModerationController(Controller):
                 "diff": tutor_services.profile_diff(profile),
                 "labels": field_labels(),
                 "history": history,
+                "reliability": reliability,
                 "errors": errors or {},
             },
             status_code=status_code,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -61,6 +62,17 @@ MEDIA_TYPES = {"webp": "image/webp", "jpg": "image/jpeg"}
 YEAR = 365 * 24 * 3600
 
 student_required = role_required(Role.student)
+
+#: Parts of the profile page that other domains render (scheduling's week picker): each is
+#: ``async (session, request, context) -> dict`` whose result is merged into the page's context.
+#: A domain registers its section when it is imported, so the core never imports a domain.
+ProfileSection = Callable[[AsyncSession, Request, dict[str, Any]], Awaitable[dict[str, Any]]]
+PROFILE_SECTIONS: list[ProfileSection] = []
+
+
+def register_profile_section(section: ProfileSection) -> None:
+    if section not in PROFILE_SECTIONS:
+        PROFILE_SECTIONS.append(section)
 
 
 # ---- small formatting helpers --------------------------------------------------------------
@@ -443,9 +455,12 @@ class PublicProfileController(Controller):
     async def show(self, request: Request, slug: FromPath[str]) -> Template:
         viewer = current_user(request)
         page = _page_number(request.query_params.get("page"))
+        reviews_only = _wants_reviews_partial(request)
         async with session_factory()() as session:
             context = await profile_page_context(session, slug=slug, viewer=viewer, page=page)
-        name = "profiles/_reviews.html" if _wants_reviews_partial(request) else "profiles/profile.html"
+            for section in PROFILE_SECTIONS if not reviews_only else ():
+                context.update(await section(session, request, context))
+        name = "profiles/_reviews.html" if reviews_only else "profiles/profile.html"
         return Template(name, context=context, headers={"Vary": "HX-Request, HX-Target"})
 
     @get("/tutors/{slug:str}/video", name="tutor_public_video")

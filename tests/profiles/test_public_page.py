@@ -43,7 +43,7 @@ async def test_the_page_shows_the_live_version_while_an_edit_waits_for_review(cl
     assert "12 years of teaching experience" in html and "Master of Music, Berlin" in html
     assert f'src="/media/tutors/{profile.live["photo"]["hash"]}-256.webp"' in html
     assert 'action="/messages/start"' in html and f'name="tutor_id" value="{tutor.id}"' in html
-    assert 'href="#book"' in html and "Booking opens soon." in html
+    assert 'href="#book"' in html and 'id="week-picker"' in html  # the booking section: the week picker
     # The video is a link to its own page: no third-party frame on the profile itself.
     assert "<iframe" not in html and "youtube.com/" not in html and "youtube-nocookie.com/" not in html
     assert f'href="/tutors/{profile.slug}/video"' in html and "Play video from YouTube" in html
