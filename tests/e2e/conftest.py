@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,15 @@ def new_page(
     Defaults: English, zone Europe/Berlin, relative URLs resolved against the live server.
     On a failing test every page's screenshot and HTML are kept, and the server log is printed.
     """
+    with page_factory(request, browser, live_server, tmp_path_factory) as make:
+        yield make
+
+
+@contextmanager
+def page_factory(
+    request: pytest.FixtureRequest, browser: Browser, live_server: LiveServer, tmp_path_factory
+) -> Iterator[Callable[..., Page]]:
+    """What ``new_page`` gives, against any live server (a fixture yields from this)."""
     contexts = []
 
     def make(**options) -> Page:
