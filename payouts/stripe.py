@@ -21,7 +21,8 @@ MIN_SESSION_LIFETIME = timedelta(minutes=31)
 
 
 def _plain(obj: Any) -> dict[str, Any]:
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    # StripeObject is a dict subclass; its to_dict()/to_dict_recursive() are deprecated in stripe 13.
+    return dict(obj)
 
 
 class StripeProvider:
