@@ -23,8 +23,27 @@ from marketplace.settings import get_settings
 log = logging.getLogger(__name__)
 
 
+class _AsyncIOWithEngines(AsyncIO):
+    """Dramatiq's event-loop thread for async actors, which also closes the database engine that
+    ``marketplace.db`` made for that loop before the loop stops. Without it every worker start and
+    stop (tests drain jobs with short-lived workers) left a pool of open connections behind."""
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from dramatiq.asyncio import get_event_loop_thread
+
+        from marketplace.db import dispose_engines
+
+        thread = get_event_loop_thread()
+        if thread is not None:
+            try:
+                thread.run_coroutine(dispose_engines())
+            except Exception:  # the loop is going away anyway; never block the shutdown
+                log.exception("could not dispose the job loop's database engine")
+        super().after_worker_shutdown(broker, worker)
+
+
 def make_broker(url: str) -> dramatiq.Broker:
-    middleware = [m() for m in dramatiq.middleware.default_middleware] + [AsyncIO()]
+    middleware = [m() for m in dramatiq.middleware.default_middleware] + [_AsyncIOWithEngines()]
     if url.startswith(("redis://", "rediss://")):
         from dramatiq.brokers.redis import RedisBroker
 
