@@ -28,7 +28,6 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 from litestar.response import File, Redirect, Template
-from sqlalchemy.exc import IntegrityError
 
 from lessons import attachments, livekit, services
 from lessons.models import NoteAttachment
@@ -148,7 +147,7 @@ class LessonRoomController(Controller):
     @post("/token", name="lesson_token")
     async def token(self, request: Request, booking_id: FromPath[uuid.UUID]) -> Response:
         user = current_user(request)
-        async with transaction() as session:
+        async with transaction(write=False) as session:
             issued = await services.token_issue(session, viewer=user, booking_id=booking_id)
         body = {
             "token": issued.token,
@@ -390,12 +389,12 @@ class LiveKitWebhookController(Controller):
         except livekit.WebhookRefused:
             return _json({"error": "invalid signature", "detail": _("The webhook signature is not valid.")}, 401)
         try:
-            async with transaction() as session:
-                result = await services.webhook_apply(session, event=event)
+            async with services.store_queue(), transaction() as session:
+                # One statement: the raw event stored once by its id for the room's lesson; the job
+                # that applies it is sent after commit.
+                result = await services.webhook_store(session, event=event, payload=body.decode("utf-8"))
         except services.UnknownRoom as exc:
             return _json({"error": "unknown room", "detail": exc.message}, 404)
-        except IntegrityError:
-            return _json({"status": "duplicate", "event": event.event}, 200)  # a concurrent delivery won
         return _json({"status": result.status, "event": result.event}, 200)
 
 

@@ -1,5 +1,6 @@
-"""Lesson jobs (idempotent): prepare a room, reconcile rooms with the server, decide lessons whose
-room window closed, start a recording, delete recordings after their retention period."""
+"""Lesson jobs (idempotent): apply stored LiveKit events, prepare a room, reconcile rooms with the
+server, decide lessons whose room window closed, start a recording, delete recordings after their
+retention period."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from marketplace.db import transaction
 
 log = logging.getLogger(__name__)
 
+#: Stored webhook events applied per transaction by ``lessons_webhooks_apply``.
+BATCH = 50
+
 
 @jobs.actor(queue_name="default")
 async def lessons_room_prepare(booking_id: str) -> None:
@@ -21,13 +25,27 @@ async def lessons_room_prepare(booking_id: str) -> None:
         await room_create_on_server(session, booking_id=uuid.UUID(booking_id))
 
 
+@jobs.actor(queue_name="default")
+async def lessons_webhooks_apply(booking_id: str) -> None:
+    """Apply the lesson's stored LiveKit events (sent, delayed, after the first event of a burst is
+    stored; a job that finds them applied by an earlier one does nothing)."""
+    from lessons.services import webhooks_apply_pending
+
+    # In short transactions of at most BATCH events: on SQLite the webhook endpoint's inserts wait
+    # for the write lock meanwhile.
+    for _ in range(1000):
+        async with transaction() as session:
+            if await webhooks_apply_pending(session, booking_id=uuid.UUID(booking_id), limit=BATCH) < BATCH:
+                return
+
+
 @periodic.every(60)
 @jobs.actor(queue_name="default", max_retries=0)
 async def lessons_reconcile() -> None:
     """Rooms for lessons within a day are prepared; during a lesson the server's participant list
     repairs attendance that webhooks missed. Each lesson in its own transaction."""
     from lessons import livekit
-    from lessons.services import lessons_to_reconcile, room_create_on_server, room_reconcile
+    from lessons.services import lessons_to_reconcile, room_create_on_server, room_reconcile, webhooks_apply_pending
 
     if not livekit.configured():
         return
@@ -40,6 +58,7 @@ async def lessons_reconcile() -> None:
     for booking_id in ids:
         try:
             async with transaction() as session:
+                await webhooks_apply_pending(session, booking_id=booking_id)  # events whose job was lost
                 await room_create_on_server(session, booking_id=booking_id)
                 booking = await session.get(Booking, booking_id)
                 if booking is not None and booking.starts_at <= datetime.now(UTC):

@@ -132,6 +132,13 @@ def verify_webhook(body: bytes, authorization: str | None) -> WebhookEvent:
         raise WebhookRefused(str(exc) or exc.__class__.__name__) from exc
 
 
+def parse_event(text: str) -> WebhookEvent:
+    """A stored (already verified) webhook body, parsed as ``WebhookReceiver`` does."""
+    from google.protobuf.json_format import Parse
+
+    return Parse(text, WebhookEvent(), ignore_unknown_fields=True)
+
+
 @dataclass(frozen=True)
 class Participant:
     sid: str

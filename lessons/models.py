@@ -61,7 +61,8 @@ class AttendanceSession(Entity):
 
 
 class WebhookEvent(Entity):
-    """A verified LiveKit webhook, stored once by its event id (a replay is recognised here)."""
+    """A verified LiveKit webhook, stored once by its event id (a replay is recognised here) with
+    its raw body; a job applies it (``applied_at``), in any order, once."""
 
     __tablename__ = "lesson_webhook_events"
 
@@ -70,6 +71,10 @@ class WebhookEvent(Entity):
     room_name: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     booking_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bookings.id", ondelete="SET NULL"), nullable=True)
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    payload: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_lesson_webhook_events_booking_applied", "booking_id", "applied_at"),)
 
 
 class Outcome(enum.StrEnum):

@@ -7,13 +7,17 @@ Booking status changes only through ``scheduling.bookings`` (``booking_complete`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
 
 from lessons import livekit
 from lessons.attendance import Decision, decide
@@ -155,25 +159,32 @@ async def token_issue(
     session: AsyncSession, *, viewer: User, booking_id: uuid.UUID, now: datetime | None = None
 ) -> RoomToken:
     """An access token for the booked student or tutor, for this lesson's room only, valid from
-    10 minutes before the start until 15 minutes after the scheduled end. The room is created on
-    the server lazily here when the job has not done it yet (a failure there is logged: LiveKit
-    creates rooms on join, and the reconcile job retries)."""
+    10 minutes before the start until 15 minutes after the scheduled end.
+
+    One read loads the booking with its room. The room is normally prepared by a job after the
+    confirmation (``lessons_room_prepare``, retried by the reconcile job); only when that has not
+    happened yet is it made here, in short write transactions of its own, and created on the
+    server (a failure there is logged: LiveKit creates rooms on join, and the reconcile retries)."""
     now = _now(now)
     if not livekit.configured():
         raise Conflict(_("Video is not configured on this site."))
-    access = await lesson_access(session, viewer=viewer, booking_id=booking_id)
-    booking = access.booking
+    row = (
+        await session.execute(
+            select(Booking, LessonRoom)
+            .outerjoin(LessonRoom, LessonRoom.booking_id == Booking.id)
+            .where(Booking.id == booking_id)
+        )
+    ).first()
+    if row is None or viewer.id not in (row[0].student_id, row[0].tutor_id):
+        raise NotFound(_("We could not find this lesson."))
+    booking, room = row
     check_join_window(booking, now)
-    room = await room_ensure(session, booking=booking)
-    if room.created_on_server_at is None:
-        try:
-            async with livekit.LiveKitServer() as server:
-                await server.create_room(room.name)
-            room.created_on_server_at = now
-        except Exception:
-            log.warning("could not create LiveKit room %s on first join", room.name, exc_info=True)
+    if room is not None and room.created_on_server_at is not None:
+        name = room.name
+    else:
+        name = await _room_prepare_on_join(booking_id=booking.id, now=now)
     issued = livekit.participant_token(
-        room=room.name,
+        room=name,
         identity=str(viewer.id),
         name=viewer.display_name,
         valid_until=join_window(booking)[1],
@@ -183,12 +194,47 @@ async def token_issue(
         token=issued.jwt,
         url=livekit.client_url(),
         identity=issued.identity,
-        room=room.name,
+        room=name,
         expires_at=issued.expires_at,
     )
 
 
+async def _room_prepare_on_join(*, booking_id: uuid.UUID, now: datetime) -> str:
+    """The fallback when the job has not prepared the room: the row (one write transaction), the
+    server call outside any transaction, then the mark. The room's name."""
+    from sqlalchemy import update
+
+    from marketplace.db import transaction
+
+    async with transaction() as session:
+        booking = await session.get(Booking, booking_id)
+        assert booking is not None
+        room = await room_ensure(session, booking=booking)
+        name, created = room.name, room.created_on_server_at
+    if created is None:
+        try:
+            async with livekit.LiveKitServer() as server:
+                await server.create_room(name)
+        except Exception:
+            log.warning("could not create LiveKit room %s on first join", name, exc_info=True)
+        else:
+            async with transaction() as session:
+                await session.execute(
+                    update(LessonRoom)
+                    .where(LessonRoom.name == name, LessonRoom.created_on_server_at.is_(None))
+                    .values(created_on_server_at=now)
+                )
+    return name
+
+
 # ---- webhooks --------------------------------------------------------------------------------
+#
+# The endpoint verifies the signature, stores the raw event once by its id in one statement
+# (INSERT ... SELECT the room's booking ... ON CONFLICT DO NOTHING RETURNING) and answers; after
+# commit a job applies the lesson's pending events (``webhooks_apply_pending``; one job per burst,
+# see ``_send_apply``). The reconcile job and the decision apply whatever a lost job left. Applying is
+# idempotent and order-independent: joins and leaves fill the two ends of a participant session
+# keyed by its sid, and each stored event is applied once (``applied_at``).
 
 
 class UnknownRoom(NotFound):
@@ -201,53 +247,194 @@ def _ts(seconds: int) -> datetime | None:
 
 @dataclass(frozen=True)
 class WebhookResult:
-    status: str  # "applied", "duplicate", "ignored"
+    status: str  # "accepted" (stored, a job applies it), "duplicate", "ignored"
     event: str
+    booking_id: uuid.UUID | None = None
 
 
-async def webhook_apply(session: AsyncSession, *, event, now: datetime | None = None) -> WebhookResult:
-    """Apply one verified LiveKit webhook event, once by its id. Order does not matter: joins and
-    leaves fill the two ends of a participant session keyed by its sid."""
+def event_room_name(event) -> str:
+    return event.room.name or event.egress_info.room_name
+
+
+#: The job that applies a lesson's events runs this long after the first of a burst is stored, and
+#: applies every event stored by then: one job per burst, not one per event.
+APPLY_DELAY_MS = 200
+_apply_due: dict[uuid.UUID, float] = {}  # this process: booking -> when the job it sent runs
+
+
+def _send_apply(booking_id: uuid.UUID) -> None:
+    """After commit: send the job that applies the lesson's stored events, unless this process
+    sent one that runs (applies everything committed) comfortably after now."""
+    from lessons.jobs import lessons_webhooks_apply
+
+    now = time.monotonic()
+    due = _apply_due.get(booking_id)
+    if due is not None and now < due - 0.05:
+        return
+    if len(_apply_due) > 10_000:
+        for key in [k for k, v in _apply_due.items() if v < now]:
+            _apply_due.pop(key, None)
+    _apply_due[booking_id] = now + APPLY_DELAY_MS / 1000
+    lessons_webhooks_apply.send_with_options(args=(str(booking_id),), delay=APPLY_DELAY_MS)
+
+
+_store_locks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
+
+
+def store_queue() -> contextlib.AbstractAsyncContextManager[object]:
+    """On SQLite, the webhook deliveries of this process take turns (FIFO) before they ask for the
+    write lock: waiting on SQLite's lock means its busy handler's sleeps (up to 100 ms each), which
+    dominate under concurrent deliveries. Other processes still contend, a few instead of dozens.
+    Nothing on PostgreSQL, where the inserts run concurrently."""
+    from marketplace.settings import get_settings
+
+    if not get_settings().database_url.startswith("sqlite"):
+        return contextlib.nullcontext()
+    loop = asyncio.get_running_loop()
+    entry = _store_locks.get(id(loop))
+    if entry is None or entry[0] is not loop:
+        entry = (loop, asyncio.Lock())
+        _store_locks[id(loop)] = entry
+    return entry[1]
+
+
+def _store_event_statement(postgresql: bool) -> TextClause:
+    """INSERT the event for the lesson whose room it names, once by its id: one statement, so one
+    round-trip (a textual statement: ``Insert.from_select`` is not in SQLAlchemy's compiled cache
+    and would be compiled on every request). RETURNING the booking id when a row was stored."""
+    from sqlalchemy import bindparam, text
+    from sqlalchemy.types import String, Text, Uuid
+
+    from marketplace.db import UTCDateTime
+
+    def typed(name: str, sql_type: str) -> str:
+        return f"CAST(:{name} AS {sql_type})" if postgresql else f":{name}"
+
+    sql = (
+        "INSERT INTO lesson_webhook_events"  # noqa: S608 - constant text, every value is a bound parameter
+        " (id, created_at, updated_at, event_id, event, room_name, occurred_at, payload, booking_id)"
+        f" SELECT {typed('id', 'UUID')}, {typed('now', 'TIMESTAMP WITH TIME ZONE')},"
+        f" {typed('now', 'TIMESTAMP WITH TIME ZONE')}, {typed('event_id', 'VARCHAR')}, {typed('event', 'VARCHAR')},"
+        f" {typed('room_name', 'VARCHAR')}, {typed('occurred_at', 'TIMESTAMP WITH TIME ZONE')},"
+        f" {typed('payload', 'TEXT')}, lesson_rooms.booking_id"
+        " FROM lesson_rooms WHERE lesson_rooms.name = :room_name"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING booking_id"
+    )
+    return (
+        text(sql)
+        .bindparams(
+            bindparam("id", type_=Uuid()),
+            bindparam("now", type_=UTCDateTime()),
+            bindparam("event_id", type_=String()),
+            bindparam("event", type_=String()),
+            bindparam("room_name", type_=String()),
+            bindparam("occurred_at", type_=UTCDateTime()),
+            bindparam("payload", type_=Text()),
+        )
+        .columns(booking_id=Uuid())
+    )
+
+
+_STORE_EVENT = {False: _store_event_statement(False), True: _store_event_statement(True)}
+
+
+async def webhook_store(session: AsyncSession, *, event, payload: str, now: datetime | None = None) -> WebhookResult:
+    """Store one verified event once by its id, for the lesson whose room it names; the job that
+    applies it is sent after commit. UnknownRoom when no lesson has this room."""
     now = _now(now)
     name = event.event
     if not event.id:
         raise ValidationFailed(_("The event has no id."))
-    room_name = event.room.name or event.egress_info.room_name
-    seen = (await session.execute(select(WebhookEvent.id).where(WebhookEvent.event_id == event.id))).first()
-    if seen is not None:
-        return WebhookResult("duplicate", name)
+    room_name = event_room_name(event)
     if not room_name:
         return WebhookResult("ignored", name)
-    row = (
-        await session.execute(
-            select(LessonRoom, Booking)
-            .join(Booking, Booking.id == LessonRoom.booking_id)
-            .where(LessonRoom.name == room_name)
-        )
-    ).first()
-    if row is None:
-        raise UnknownRoom(_("This room is not a lesson room."))
-    room, booking = row
-    occurred = _ts(event.created_at) or now
-    session.add(
-        WebhookEvent(
-            event_id=event.id, event=name, room_name=room_name, booking_id=room.booking_id, occurred_at=occurred
-        )
+    params = {
+        "id": uuid.uuid4(),
+        "now": now,
+        "event_id": event.id[:100],
+        "event": name[:40],
+        "room_name": room_name[:64],
+        "occurred_at": _ts(event.created_at) or now,
+        "payload": payload,
+    }
+    statement = _STORE_EVENT[session.get_bind().dialect.name == "postgresql"]
+    booking_id = (await session.execute(statement, params)).scalar_one_or_none()
+    if booking_id is not None:
+        after_commit(session, lambda: _send_apply(booking_id))
+        return WebhookResult("accepted", name, booking_id)
+    # Not inserted: a replay, or a room that is no lesson's (the rare paths pay a second read).
+    seen = (await session.execute(select(WebhookEvent.id).where(WebhookEvent.event_id == event.id[:100]))).first()
+    if seen is not None:
+        return WebhookResult("duplicate", name)
+    raise UnknownRoom(_("This room is not a lesson room."))
+
+
+async def webhooks_apply_pending(
+    session: AsyncSession, *, booking_id: uuid.UUID, now: datetime | None = None, limit: int = 1000
+) -> int:
+    """Apply up to ``limit`` of the lesson's stored events that are not applied yet (also run
+    before a decision). The booking row is locked (FOR NO KEY UPDATE: the webhook inserts' foreign
+    key checks are not blocked), so one transaction at a time applies a lesson's events; SQLite
+    serializes write transactions anyway. The lesson's attendance rows for these events' sessions
+    are read in one query. The number of events applied."""
+    now = _now(now)
+    booking = await session.get(Booking, booking_id, with_for_update={"key_share": True})
+    if booking is None:
+        return 0
+    rows = list(
+        (
+            await session.execute(
+                select(WebhookEvent)
+                .where(WebhookEvent.booking_id == booking_id, WebhookEvent.applied_at.is_(None))
+                .order_by(WebhookEvent.occurred_at, WebhookEvent.created_at)
+                .limit(limit)
+            )
+        ).scalars()
     )
-    await session.flush()  # a concurrent duplicate fails here (unique event id)
-    if name in ("participant_joined", "participant_left", "participant_connection_aborted"):
-        await _participant_event(session, booking, event.participant, name, occurred)
-    elif name == "room_finished":
-        await _close_open_sessions(session, booking.id, occurred)
-    elif name.startswith("egress_"):
-        await _egress_event(session, booking, event.egress_info, now)
-    elif name == "room_started" and room.created_on_server_at is None:
-        room.created_on_server_at = occurred
-    return WebhookResult("applied", name)
+    events = []
+    for row in rows:
+        row.applied_at = now
+        if not row.payload:
+            continue
+        try:
+            events.append((row, livekit.parse_event(row.payload)))
+        except Exception:  # verified when stored; a payload that no longer parses is skipped
+            log.warning("stored LiveKit event %s does not parse", row.event_id, exc_info=True)
+    sids = {event.participant.sid for _row, event in events if event.participant.sid}
+    known: dict[str, AttendanceSession] = {}
+    if sids:
+        for found in (
+            await session.execute(
+                select(AttendanceSession).where(
+                    AttendanceSession.booking_id == booking_id, AttendanceSession.participant_sid.in_(sids)
+                )
+            )
+        ).scalars():
+            known[found.participant_sid] = found
+    room: LessonRoom | None = None
+    for row, event in events:
+        occurred = row.occurred_at or now
+        name = event.event
+        if name in ("participant_joined", "participant_left", "participant_connection_aborted"):
+            await _participant_event(session, booking, event.participant, name, occurred, known)
+        elif name == "room_finished":
+            await _close_open_sessions(session, booking.id, occurred)
+        elif name.startswith("egress_"):
+            await _egress_event(session, booking, event.egress_info, now)
+        elif name == "room_started":
+            room = room or await room_for_booking(session, booking.id)
+            if room is not None and room.created_on_server_at is None:
+                room.created_on_server_at = occurred
+    return len(rows)
 
 
 async def _participant_event(
-    session: AsyncSession, booking: Booking, participant, name: str, occurred: datetime
+    session: AsyncSession,
+    booking: Booking,
+    participant,
+    name: str,
+    occurred: datetime,
+    known: dict[str, AttendanceSession] | None = None,
 ) -> None:
     try:
         user_id = uuid.UUID(participant.identity)
@@ -256,7 +443,11 @@ async def _participant_event(
     if user_id not in (booking.tutor_id, booking.student_id) or not participant.sid:
         return
     joined = _ts(participant.joined_at) if participant.joined_at else None
-    row = await _session_row(session, booking.id, participant.sid, user_id, AttendanceSource.webhook)
+    row = known.get(participant.sid) if known is not None else None
+    if row is None:
+        row = await _session_row(session, booking.id, participant.sid, user_id, AttendanceSource.webhook)
+        if known is not None:
+            known[participant.sid] = row
     if name == "participant_joined":
         joined = joined or occurred
         row.joined_at = joined if row.joined_at is None else min(row.joined_at, joined)
@@ -393,6 +584,8 @@ async def lesson_decide(
     existing = (
         await session.execute(select(LessonOutcome).where(LessonOutcome.booking_id == booking_id))
     ).scalar_one_or_none()
+    if booking is not None and (existing is None or not existing.settled):
+        await webhooks_apply_pending(session, booking_id=booking_id)  # events no job has applied yet
     if existing is not None and existing.settled:
         return existing
     if booking is None or booking.status != BookingStatus.confirmed or not livekit.configured():

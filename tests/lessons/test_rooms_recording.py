@@ -107,6 +107,7 @@ async def test_recording_starts_only_when_both_consented_and_joined(client, vide
         },
     )
     assert (await deliver(client, ended)).status_code == 200
+    await asyncio.to_thread(drain_jobs)
     async with session_factory()() as session:
         recording = (await session.execute(select(Recording))).scalar_one()
     assert recording.status.value == "complete" and recording.size == 1048576 and recording.duration_seconds == 3000

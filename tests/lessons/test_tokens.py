@@ -1,5 +1,6 @@
 """Tokens: only the booked student and tutor, only this room, only in the window; claims checked
-with the SDK's TokenVerifier; the room is created lazily on first join at the HTTP boundary."""
+with the SDK's TokenVerifier; the room is created lazily on first join at the HTTP boundary when
+the job has not prepared it, and not again when it has."""
 
 from __future__ import annotations
 
@@ -177,3 +178,17 @@ def test_the_app_starts_with_livekit_settings_without_reaching_the_server(monkey
     with TestClient(create_app()) as client:
         assert client.get("/healthz").status_code == 200
     _ = datetime.now(UTC)
+
+
+async def test_a_room_prepared_by_the_job_is_not_created_again_on_join(client, video):
+    from lessons.services import room_create_on_server
+    from marketplace.db import transaction
+
+    lesson = await make_lesson()
+    async with transaction() as session:
+        assert await room_create_on_server(session, booking_id=lesson.booking_id)
+    assert len(video.calls("CreateRoom")) == 1
+    await log_in(client, lesson.student.email, "correct horse battery")
+    response = await _token(client, lesson.booking_id)
+    assert response.status_code == 200 and response.json()["room"] == await room_name(lesson)
+    assert len(video.calls("CreateRoom")) == 1

@@ -1,5 +1,8 @@
 """Webhooks with real signatures into attendance and the settlement; forged, tampered, replayed
-and unknown-room deliveries refused with nothing applied; reconcile and the decision job."""
+and unknown-room deliveries refused with nothing applied; reconcile and the decision job.
+
+The endpoint stores the verified event and answers "accepted"; a job applies it (``applied``
+drains the in-process worker before the tests look at attendance)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,13 @@ async def deliver(client, body: str, auth: str | None = "sign"):
     return await client.post("/webhooks/livekit", content=body.encode(), headers=headers)
 
 
+async def applied() -> None:
+    """Wait until the jobs that apply stored events have run."""
+    from marketplace import jobs
+
+    await asyncio.to_thread(jobs.in_process_worker.drain)
+
+
 async def count(model) -> int:
     async with session_factory()() as session:
         return (await session.execute(select(func.count()).select_from(model))).scalar_one()
@@ -42,6 +52,7 @@ async def timeline(client, lesson, room, steps):
         body = event_body(event, room=room, at=at, identity=str(person.id), sid=sid, joined_at=None)
         response = await deliver(client, body)
         assert response.status_code == 200, response.text
+    await applied()
 
 
 async def test_joins_and_leaves_become_attendance_and_delivered_completes(client, video):
@@ -140,10 +151,12 @@ async def test_out_of_order_and_repeated_events_leave_the_same_state(client, vid
         joined_at=at,
         event_id="EV_join",
     )
-    assert (await deliver(client, left)).json()["status"] == "applied"
-    assert (await deliver(client, joined)).json()["status"] == "applied"
+    assert (await deliver(client, left)).json()["status"] == "accepted"
+    assert (await deliver(client, joined)).json()["status"] == "accepted"
+    await applied()
     replay = await deliver(client, left)
     assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
+    await applied()
     async with session_factory()() as session:
         (row,) = (await session.execute(select(AttendanceSession))).scalars()
         assert row.joined_at == at and row.left_at == at + timedelta(minutes=60)
@@ -187,7 +200,10 @@ async def test_strangers_and_egress_participants_are_not_attendance(client, vide
     for identity in ("EG_recorder", "00000000-0000-0000-0000-000000000001"):
         body = event_body("participant_joined", room=room, at=datetime.now(UTC), identity=identity)
         assert (await deliver(client, body)).status_code == 200
+    await applied()
     assert await count(AttendanceSession) == 0
+    async with session_factory()() as session:
+        assert all(e.applied_at for e in (await session.execute(select(WebhookEvent))).scalars())
 
 
 async def test_concurrent_duplicate_deliveries_apply_once(client, video):
@@ -198,7 +214,8 @@ async def test_concurrent_duplicate_deliveries_apply_once(client, video):
     )
     responses = await asyncio.gather(*(deliver(client, body) for _ in range(5)))
     assert all(r.status_code == 200 for r in responses)
-    assert sorted(r.json()["status"] for r in responses).count("applied") == 1
+    assert sorted(r.json()["status"] for r in responses) == ["accepted"] + ["duplicate"] * 4
+    await applied()
     assert await count(WebhookEvent) == 1 and await count(AttendanceSession) == 1
 
 
@@ -248,3 +265,62 @@ async def test_decision_job_reconciles_then_settles(client, video, drain_jobs):
     await asyncio.to_thread(lambda: (lessons_decide_due.send(), drain_jobs()))
     assert await booking_status(lesson.booking_id) == "completed"
     assert video.calls("ListParticipants")  # asked the server before deciding
+
+
+async def test_the_endpoint_stores_the_raw_event_and_a_job_or_the_decision_applies_it(client, video, monkeypatch):
+    from lessons import jobs as lesson_jobs
+
+    sent = []
+    monkeypatch.setattr(
+        lesson_jobs.lessons_webhooks_apply, "send_with_options", lambda args, delay: sent.append((*args, delay))
+    )
+    lesson = await make_lesson(starts_in=timedelta(minutes=-80), minutes=60)
+    room = await room_name(lesson)
+    bodies = [
+        event_body(event, room=room, at=lesson.starts_at + timedelta(minutes=minute), identity=str(who.id), sid=sid)
+        for event, who, sid, minute in (
+            ("participant_joined", lesson.tutor, "PA_t", 0),
+            ("participant_joined", lesson.student, "PA_s", 1),
+            ("participant_left", lesson.student, "PA_s", 59),
+            ("participant_left", lesson.tutor, "PA_t", 60),
+        )
+    ]
+    for body in reversed(bodies):  # out of order
+        response = await deliver(client, body)
+        assert response.status_code == 200 and response.json()["status"] == "accepted"
+    assert sent == [(str(lesson.booking_id), 200)]  # after commit, one (delayed) job for the burst
+    async with session_factory()() as session:
+        events = list((await session.execute(select(WebhookEvent))).scalars())
+    assert sorted(e.payload for e in events) == sorted(bodies)
+    assert {e.booking_id for e in events} == {lesson.booking_id} and not any(e.applied_at for e in events)
+    assert await count(AttendanceSession) == 0  # nothing applied on the request path
+    # the decision applies what no job has applied yet, once
+    outcome = await decide_now(lesson.booking_id, datetime.now(UTC))
+    assert outcome.outcome.value == "delivered"
+    assert await count(AttendanceSession) == 2
+    from lessons.services import webhooks_apply_pending
+
+    async with transaction() as session:
+        assert await webhooks_apply_pending(session, booking_id=lesson.booking_id) == 0
+
+
+async def test_the_apply_job_is_idempotent_and_a_replay_is_not_applied_twice(client, video, drain_jobs):
+    from lessons.jobs import lessons_webhooks_apply
+
+    lesson = await make_lesson(starts_in=timedelta(minutes=-10))
+    room = await room_name(lesson)
+    at = datetime.now(UTC).replace(microsecond=0)
+    joined = event_body("participant_joined", room=room, at=at, identity=str(lesson.tutor.id), sid="PA_1")
+    left = event_body(
+        "participant_left", room=room, at=at + timedelta(minutes=1), identity=str(lesson.tutor.id), sid="PA_1"
+    )
+    assert (await deliver(client, joined)).json()["status"] == "accepted"
+    assert (await deliver(client, left)).json()["status"] == "accepted"
+    await applied()
+    # a later join replayed with the same id must not reopen or move the session
+    assert (await deliver(client, joined)).json()["status"] == "duplicate"
+    await asyncio.to_thread(lambda: (lessons_webhooks_apply.send(str(lesson.booking_id)), drain_jobs()))
+    async with session_factory()() as session:
+        (row,) = (await session.execute(select(AttendanceSession))).scalars()
+    assert row.joined_at == at and row.left_at == at + timedelta(minutes=1)
+    assert await count(WebhookEvent) == 2
