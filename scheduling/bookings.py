@@ -249,6 +249,16 @@ def _offer(profile: TutorProfile, tutor: User, duration: int, trial: bool) -> Of
     )
 
 
+ONE_TRIAL_INDEX = "uq_bookings_one_trial"
+
+
+def _trial_used() -> ValidationFailed:
+    return ValidationFailed(
+        _("You have already had a trial lesson with this tutor. Please book a regular lesson."),
+        errors={"trial": "used"},
+    )
+
+
 async def _had_trial(session: AsyncSession, *, student_id: uuid.UUID, tutor_id: uuid.UUID) -> bool:
     gone = (BookingStatus.cancelled, BookingStatus.expired, BookingStatus.declined)
     row = await session.execute(
@@ -358,6 +368,8 @@ async def _flush_guarded(session: AsyncSession, *objects: Booking) -> None:
     except IntegrityError as exc:
         if _is_overlap_violation(exc):
             raise SlotTaken() from exc
+        if ONE_TRIAL_INDEX in str(exc) or "bookings.student_id, bookings.tutor_id" in str(exc):
+            raise _trial_used() from exc
         raise
 
 
@@ -412,10 +424,7 @@ async def _prepare(
         raise ValidationFailed(_("Please choose a lesson length."), errors={"duration": "invalid"}) from exc
     offer = _offer(profile, tutor, duration, trial)
     if trial and await _had_trial(session, student_id=student.id, tutor_id=tutor.id):
-        raise ValidationFailed(
-            _("You have already had a trial lesson with this tutor. Please book a regular lesson."),
-            errors={"trial": "used"},
-        )
+        raise _trial_used()
     if write:
         await _expire_lapsed_holds(session, tutor_id=tutor.id, now=now)
     cal = await load_calendar(session, tutor.id, now=now)

@@ -22,7 +22,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Enum, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, Enum, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from marketplace.db import Entity, UTCDateTime
@@ -51,6 +51,10 @@ PAID_STATUSES = (
     BookingStatus.disputed,
     BookingStatus.resolved,
 )
+
+
+#: The bookings that use up a student's trial with a tutor (index ``uq_bookings_one_trial``).
+ONE_TRIAL_WHERE = "kind = 'trial' AND status NOT IN ('cancelled', 'expired', 'declined')"
 
 
 class BookingKind(enum.StrEnum):
@@ -158,6 +162,16 @@ class Booking(Entity):
         Index("ix_bookings_student_tutor", "student_id", "tutor_id"),
         Index("ix_bookings_student_starts", "student_id", "starts_at"),
         Index("ix_bookings_status_hold", "status", "hold_expires_at"),
+        # One trial per student and tutor, unless the earlier one never happened (cancelled,
+        # expired, declined): the database keeps it when two trial holds race.
+        Index(
+            "uq_bookings_one_trial",
+            "student_id",
+            "tutor_id",
+            unique=True,
+            sqlite_where=text(ONE_TRIAL_WHERE),
+            postgresql_where=text(ONE_TRIAL_WHERE),
+        ),
     )
 
     @property

@@ -217,6 +217,28 @@ async def test_one_trial_per_pair_unless_the_earlier_one_fell_through():
     assert other.kind == BookingKind.trial
 
 
+async def test_the_database_keeps_one_trial_when_two_trial_holds_race_past_the_check(monkeypatch):
+    # Two requests that both read "no trial yet" before either wrote: the partial unique index
+    # uq_bookings_one_trial refuses the second with the same clear message.
+    tutor = await bookable_tutor()
+    stu = await student()
+    await hold(stu, tutor, duration=30, trial=True)
+
+    async def no_trial_yet(*args, **kwargs) -> bool:
+        return False
+
+    monkeypatch.setattr(svc, "_had_trial", no_trial_yet)
+    with pytest.raises(ValidationFailed, match="already had a trial"):
+        await hold(stu, tutor, start=START + timedelta(hours=2), duration=30, trial=True)
+    async with session_factory()() as session:
+        trials = await session.scalar(
+            select(func.count()).where(Booking.student_id == stu.id, Booking.kind == BookingKind.trial)
+        )
+    assert trials == 1
+    # a regular lesson is still fine
+    assert (await hold(stu, tutor, start=START + timedelta(hours=4))).kind == BookingKind.lesson
+
+
 async def test_trial_must_have_the_trial_length():
     tutor = await bookable_tutor()
     with pytest.raises(ValidationFailed, match="lasts 30 minutes"):
