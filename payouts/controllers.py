@@ -38,6 +38,16 @@ def _external(url: str) -> Redirect:
     return Redirect(url, status_code=303)
 
 
+async def _to_onboarding(request: Request) -> Redirect:
+    """A fresh Account Link for the signed-in tutor (links are single-use), or back to /payouts."""
+    try:
+        url = await services.payout_onboarding_link(tutor=current_user(request))
+    except ProviderError:
+        flash(request, _("The payment service is not reachable right now. Please try again."), "error")
+        return redirect("/payouts")
+    return _external(url)
+
+
 class CheckoutController(Controller):
     """``POST /pay/{booking_id}`` starts (or resumes) the provider's checkout for a held booking."""
 
@@ -176,22 +186,12 @@ class PayoutsController(Controller):
 
     @post("/onboarding", name="payouts_onboarding")
     async def onboarding(self, request: Request) -> Redirect:
-        try:
-            url = await services.payout_onboarding_link(tutor=current_user(request))
-        except ProviderError:
-            flash(request, _("The payment service is not reachable right now. Please try again."), "error")
-            return redirect("/payouts")
-        return _external(url)
+        return await _to_onboarding(request)
 
     @get("/onboarding/refresh", name="payouts_onboarding_refresh")
     async def onboarding_refresh(self, request: Request) -> Redirect:
         """The Account Link expired or was used: make a new one."""
-        try:
-            url = await services.payout_onboarding_link(tutor=current_user(request))
-        except ProviderError:
-            flash(request, _("The payment service is not reachable right now. Please try again."), "error")
-            return redirect("/payouts")
-        return _external(url)
+        return await _to_onboarding(request)
 
     @get("/onboarding/return", name="payouts_onboarding_return")
     async def onboarding_return(self, request: Request) -> Redirect:
