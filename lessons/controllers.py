@@ -10,6 +10,7 @@
   ``lessons/_notes.html`` for the lesson detail page (``hx-get="/lessons/{id}/notes"``).
 - ``POST /lessons/{id}/notes``, ``/notes/files``, ``/notes/files/{fid}/delete``: the tutor edits.
 - ``GET  /lessons/{id}/files/{fid}``: an attachment, to the two participants only, as a download.
+- ``GET  /lessons/{id}/recordings/{rid}``: a recording, to the two participants only (a signed link).
 - ``GET/POST /lessons/{id}/attendance``: admins see and correct attendance (audited).
 - ``GET  /practice``: a student's practice history (notes and homework over time).
 - ``POST /webhooks/livekit``: verified room events (no session, no CSRF).
@@ -29,8 +30,8 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 from litestar.response import File, Redirect, Template
 
-from lessons import attachments, livekit, services
-from lessons.models import NoteAttachment
+from lessons import attachments, livekit, services, storage
+from lessons.models import NoteAttachment, Recording, RecordingStatus
 from marketplace.accounts.models import User
 from marketplace.db import session_factory, transaction
 from marketplace.errors import AppError, NotFound, ValidationFailed
@@ -289,6 +290,27 @@ class LessonRoomController(Controller):
             content_disposition_type="attachment",
             headers={"cache-control": "private, no-store", "x-content-type-options": "nosniff"},
         )
+
+    @get("/recordings/{recording_id:str}", name="lesson_recording_open")
+    async def recording_open(
+        self, request: Request, booking_id: FromPath[uuid.UUID], recording_id: FromPath[str]
+    ) -> Redirect:
+        """A recording, to the two participants only: a short-lived signed link to the private bucket."""
+        async with session_factory()() as session:
+            access = await services.lesson_access(session, viewer=current_user(request), booking_id=booking_id)
+            try:
+                row = await session.get(Recording, uuid.UUID(recording_id))
+            except ValueError:
+                row = None
+        if row is None or row.booking_id != booking_id or row.status != RecordingStatus.complete or not row.filename:
+            raise NotFound(_("We could not find this recording."))
+        if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+            raise NotFound(_("This recording was deleted at the end of its retention period."))
+        suffix = Path(row.filename).suffix.lower()[:8] or ".mp4"
+        name = f"lesson-{access.booking.starts_at:%Y-%m-%d}{suffix}"
+        response = Redirect(storage.presigned_get(row.filename, filename=name), status_code=303)
+        response.headers["cache-control"] = "private, no-store"
+        return response
 
     # ---- admin ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 from livekit.protocol import egress as proto_egress
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from lessons.models import LessonRoom, Recording
 from marketplace.db import session_factory, transaction
 from tests.helpers import csrf_token, log_in, log_out, post_form
-from tests.lessons.conftest import event_body, make_lesson, room_name, set_env
+from tests.lessons.conftest import event_body, make_lesson, make_user, room_name, set_env
 from tests.lessons.test_webhooks import deliver
 
 PW = "correct horse battery"
@@ -112,11 +113,37 @@ async def test_recording_starts_only_when_both_consented_and_joined(client, vide
         recording = (await session.execute(select(Recording))).scalar_one()
     assert recording.status.value == "complete" and recording.size == 1048576 and recording.duration_seconds == 3000
     assert recording.expires_at - recording.ended_at == timedelta(days=30)
-    notes = await client.get(f"/lessons/{lesson.booking_id}/notes")
-    assert "https://s3.example/lessons/x/take.mp4" in notes.text
+    # The page links to our route (the bucket is private), which answers with a signed, short-lived link.
+    link = f"/lessons/{lesson.booking_id}/recordings/{recording.id}"
+    for who in (lesson.tutor, lesson.student):
+        await log_out(client)
+        await log_in(client, who.email, PW)
+        notes = await client.get(f"/lessons/{lesson.booking_id}/notes")
+        assert link in notes.text and "s3.example" not in notes.text
+        response = await client.get(link, follow_redirects=False)
+        assert response.status_code == 303, response.text[:3000]
+        assert response.headers["cache-control"] == "private, no-store"
+        target = urlsplit(response.headers["location"])
+        assert (target.scheme, target.netloc, target.path) == ("http", "127.0.0.1:9000", "/lessons/lessons/x/take.mp4")
+        query = parse_qs(target.query)
+        assert query["X-Amz-Expires"] == ["900"] and query["X-Amz-SignedHeaders"] == ["host"]
+        assert query["X-Amz-Credential"][0].startswith("AKIDEXAMPLE/") and len(query["X-Amz-Signature"][0]) == 64
+        assert query["response-content-disposition"] == [
+            f'attachment; filename="lesson-{lesson.starts_at:%Y-%m-%d}.mp4"'
+        ]
+
+    # Nobody else gets it; unknown ids and recordings past their retention are refused clearly.
+    await log_out(client)
+    stranger = await make_user(email="stranger-rec@example.com", name="Stan Stranger")
+    await log_in(client, stranger.email, PW)
+    assert (await client.get(link)).status_code in (403, 404)
     await log_out(client)
     await log_in(client, lesson.student.email, PW)
-    assert "https://s3.example/lessons/x/take.mp4" in (await client.get(f"/lessons/{lesson.booking_id}/notes")).text
+    assert (await client.get(f"/lessons/{lesson.booking_id}/recordings/not-an-id")).status_code == 404
+    async with transaction() as session:
+        (await session.get(Recording, recording.id)).expires_at = datetime.now(UTC) - timedelta(minutes=1)
+    gone = await client.get(link)
+    assert gone.status_code == 404 and "retention period" in gone.text
 
 
 async def test_recording_consent_needs_recording_configured(client, video):
@@ -145,3 +172,38 @@ def test_s3_delete_request_is_signed_with_sigv4(monkeypatch):
     assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, ")
     assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" in auth
     assert len(auth.rsplit("=", 1)[1]) == 64
+
+
+def test_s3_presigned_get_matches_the_documented_example(monkeypatch):
+    """AWS's own example of a presigned GetObject URL (S3 API reference, "Authenticating Requests:
+    Using Query Parameters"): same inputs, same signature."""
+    from lessons import storage
+    from marketplace.settings import get_settings
+
+    set_env(
+        monkeypatch,
+        RECORDING_S3_BUCKET="examplebucket",
+        RECORDING_S3_REGION="us-east-1",
+        RECORDING_S3_ACCESS_KEY="AKIAIOSFODNN7EXAMPLE",
+        RECORDING_S3_SECRET="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    )
+    # The example addresses the bucket by its global host name; we use the regional one.
+    assert storage._target("test.txt", get_settings())[0] == "examplebucket.s3.us-east-1.amazonaws.com"
+    monkeypatch.setattr(
+        storage,
+        "_target",
+        lambda key, s: (
+            "examplebucket.s3.amazonaws.com",
+            "/test.txt",
+            "https://examplebucket.s3.amazonaws.com/test.txt",
+        ),
+    )
+    url = storage.presigned_get(
+        "test.txt", expires=86400, settings=get_settings(), now=datetime(2013, 5, 24, tzinfo=UTC)
+    )
+    assert url == (
+        "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+        "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+        "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+    )
