@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
+from sqlalchemy import select
 
 from marketplace.accounts.models import Role, User
 from marketplace.db import session_factory, transaction
 from marketplace.errors import Conflict, NotFound, ValidationFailed
+from marketplace.i18n import format_money
 from marketplace.i18n import gettext as _
+from marketplace.tutors.models import TutorProfile
 from marketplace.web import (
     admin_required,
     current_user,
@@ -24,8 +27,8 @@ from marketplace.web import (
     redirect,
     tutor_required,
 )
-from payouts import reports, services
-from payouts.models import PaymentStatus
+from payouts import packages, reports, services
+from payouts.models import PackageStatus, PaymentStatus
 from payouts.providers import OfflineProvider, ProviderError, get_provider
 from scheduling.models import Booking, BookingStatus
 
@@ -64,6 +67,7 @@ class CheckoutController(Controller):
         async with session_factory()() as session:
             tutor = await session.get(User, booking.tutor_id)
             ready = await services.payout_account_ready(session, tutor_id=booking.tutor_id)
+            credits = await packages.credits_for_booking(session, booking=booking)
         now = datetime.now(UTC)
         payable = booking.status == BookingStatus.held and booking.hold_expires_at and booking.hold_expires_at > now
         return Template(
@@ -72,6 +76,7 @@ class CheckoutController(Controller):
                 "booking": booking,
                 "tutor": tutor,
                 "ready": ready,
+                "credits": credits,
                 "payable": payable,
                 "test_mode": _test_mode(),
                 "minutes_left": int((booking.hold_expires_at - now).total_seconds() // 60) if payable else 0,
@@ -86,6 +91,20 @@ class CheckoutController(Controller):
             flash(request, _("The payment service is not reachable right now. Please try again."), "error")
             return redirect(f"/pay/{booking_id}/cancel")
         return _external(url)
+
+    @post("/{booking_id:uuid}/credit", name="pay_with_credit")
+    async def pay_with_credit(self, request: Request, booking_id: FromPath[uuid.UUID]) -> Redirect:
+        """Pay a held lesson with a package credit: confirmed at once, no provider involved."""
+        try:
+            await packages.package_credit_spend(student=current_user(request), booking_id=booking_id)
+        except (Conflict, ValidationFailed) as exc:
+            flash(request, exc.message, "error")
+            return redirect(f"/pay/{booking_id}")
+        except ProviderError:
+            flash(request, _("The payment service is not reachable right now. Please try again."), "error")
+            return redirect(f"/pay/{booking_id}")
+        flash(request, _("Paid with a package credit. Your lesson is booked."))
+        return redirect(f"/lessons/{booking_id}")
 
     async def _status(self, request: Request, booking_id: uuid.UUID) -> tuple[Booking, object]:
         user = current_user(request)
@@ -144,6 +163,16 @@ class CheckoutController(Controller):
     async def offline(self, request: Request, session_id: FromPath[str]) -> Template:
         provider = get_provider()
         data = await provider.retrieve_checkout(session_id) if isinstance(provider, OfflineProvider) else None
+        package_id = packages.package_id_of(data or {})
+        if data is not None and package_id is not None:
+            async with session_factory()() as session:
+                row = await packages.package_for_checkout(
+                    session, student_id=current_user(request).id, package_id=package_id
+                )
+            return Template(
+                "payouts/offline_checkout.html",
+                context={"checkout": data, "package": row.package, "tutor": row.other, "session_id": session_id},
+            )
         booking_id = services._booking_id(data or {})
         if data is None or booking_id is None:
             raise NotFound(_("We could not find this checkout."))
@@ -159,6 +188,13 @@ class CheckoutController(Controller):
     async def offline_pay(self, request: Request, session_id: FromPath[str]) -> Redirect:
         form = await request.form()
         succeed = form.get("outcome", "succeed") != "fail"
+        provider = get_provider()
+        data = await provider.retrieve_checkout(session_id) if isinstance(provider, OfflineProvider) else None
+        if data is not None and packages.package_id_of(data) is not None:
+            package_id = await services.offline_package_pay(
+                session_id=session_id, student=current_user(request), succeed=succeed
+            )
+            return redirect(f"/payments/packages/{package_id}/{'success' if succeed else 'cancel'}")
         booking_id = await services.offline_checkout_pay(
             session_id=session_id, student=current_user(request), succeed=succeed
         )
@@ -230,7 +266,59 @@ class PayoutsController(Controller):
         user = current_user(request)
         async with session_factory()() as session:
             earnings = await reports.tutor_earnings(session, tutor_id=user.id)
-        return Template("payouts/earnings.html", context={"earnings": earnings})
+            sold = await packages.tutor_packages(session, tutor_id=user.id)
+        return Template("payouts/earnings.html", context={"earnings": earnings, "sold": sold})
+
+    async def _packages_page(
+        self, request: Request, *, values: dict[str, str] | None = None, exc: ValidationFailed | None = None
+    ) -> Template:
+        user = current_user(request)
+        async with session_factory()() as session:
+            offers = await packages.package_offers(session, tutor_id=user.id)
+            quotes = {q.lessons: q for q in await packages.package_quotes(session, tutor_id=user.id)}
+            profile = await session.scalar(select(TutorProfile).where(TutorProfile.user_id == user.id))
+        if values is None:
+            values = {}
+            for n in packages.SIZES:
+                offer = offers.get(n)
+                values[f"enabled_{n}"] = "1" if offer is not None and offer.active else ""
+                values[f"discount_{n}"] = str(offer.discount_percent) if offer is not None else "10"
+        return Template(
+            "payouts/packages_tutor.html",
+            context={
+                "sizes": packages.SIZES,
+                "values": values,
+                "quotes": quotes,
+                "unit": packages.lesson_price(profile),
+                "errors": exc.errors if exc else {},
+                "message": exc.message if exc else None,
+                "min": packages.DISCOUNT_MIN,
+                "max": packages.DISCOUNT_MAX,
+            },
+            status_code=exc.status_code if exc else 200,
+        )
+
+    @get("/packages", name="payouts_packages")
+    async def packages_form(self, request: Request) -> Template:
+        return await self._packages_page(request)
+
+    @post("/packages", name="payouts_packages_save")
+    async def packages_save(self, request: Request) -> Template | Redirect:
+        form = await form_data(request)
+        try:
+            offers = {
+                n: (
+                    bool(form.get(f"enabled_{n}")),
+                    packages.parse_discount(form.get(f"discount_{n}"), field=f"discount_{n}"),
+                )
+                for n in packages.SIZES
+            }
+            async with transaction() as session:
+                await packages.package_offers_set(session, tutor=current_user(request), offers=offers)
+        except ValidationFailed as exc:
+            return await self._packages_page(request, values=form, exc=exc)
+        flash(request, _("Your lesson packages are saved."))
+        return redirect("/payouts/packages")
 
     @get("/earnings.csv", name="payouts_earnings_csv")
     async def earnings_csv(self, request: Request) -> Response:
@@ -255,6 +343,81 @@ class StudentPaymentsController(Controller):
         async with session_factory()() as session:
             rows = await reports.student_payments(session, student_id=user.id)
         return Template("payouts/history.html", context={"rows": rows})
+
+    @get("/packages", name="payments_packages")
+    async def packages_list(self, request: Request) -> Template:
+        user = current_user(request)
+        async with session_factory()() as session:
+            rows = await packages.student_packages(session, student_id=user.id)
+        return Template("payouts/packages.html", context={"rows": rows, "PackageStatus": PackageStatus})
+
+    @post("/packages/buy", name="payments_packages_buy")
+    async def packages_buy(self, request: Request) -> Redirect:
+        form = await form_data(request)
+        back = "/payments/packages"
+        try:
+            try:
+                tutor_id = uuid.UUID(form.get("tutor_id", ""))
+                lessons = int(form.get("lessons", ""))
+            except ValueError:
+                raise ValidationFailed(_("Choose a package.")) from None
+            url = await packages.package_checkout_start(
+                student=current_user(request), tutor_id=tutor_id, lessons=lessons
+            )
+        except (ValidationFailed, Conflict, NotFound) as exc:
+            flash(request, exc.message, "error")
+            return redirect(back)
+        except ProviderError:
+            flash(request, _("The payment service is not reachable right now. Please try again."), "error")
+            return redirect(back)
+        return _external(url)
+
+    @get("/packages/{package_id:uuid}/success", name="payments_package_success")
+    async def package_success(self, request: Request, package_id: FromPath[uuid.UUID]) -> Template:
+        """Informs only: the package is activated by the provider's event, never by this page."""
+        async with session_factory()() as session:
+            row = await packages.package_for_checkout(
+                session, student_id=current_user(request).id, package_id=package_id
+            )
+        return Template(
+            "payouts/package_status.html",
+            context={"row": row, "PackageStatus": PackageStatus, "cancelled": False, "test_mode": _test_mode()},
+        )
+
+    @get("/packages/{package_id:uuid}/cancel", name="payments_package_cancel")
+    async def package_cancel(self, request: Request, package_id: FromPath[uuid.UUID]) -> Template:
+        async with session_factory()() as session:
+            row = await packages.package_for_checkout(
+                session, student_id=current_user(request).id, package_id=package_id
+            )
+        return Template(
+            "payouts/package_status.html",
+            context={"row": row, "PackageStatus": PackageStatus, "cancelled": True, "test_mode": _test_mode()},
+        )
+
+    @get("/packages/{package_id:uuid}/refund", name="payments_package_refund_form")
+    async def package_refund_form(self, request: Request, package_id: FromPath[uuid.UUID]) -> Template:
+        async with session_factory()() as session:
+            row = await packages.package_for_student(
+                session, student_id=current_user(request).id, package_id=package_id
+            )
+        return Template("payouts/package_refund.html", context={"row": row})
+
+    @post("/packages/{package_id:uuid}/refund", name="payments_package_refund")
+    async def package_refund(self, request: Request, package_id: FromPath[uuid.UUID]) -> Template | Redirect:
+        try:
+            package = await packages.package_refund_request(student=current_user(request), package_id=package_id)
+        except Conflict as exc:
+            flash(request, exc.message, "error")
+            return redirect("/payments/packages")
+        flash(
+            request,
+            _(
+                "We are refunding %(amount)s for your unused credits.",
+                amount=format_money(package.refund_requested, package.currency),
+            ),
+        )
+        return redirect("/payments/packages")
 
     @get("/{payment_id:uuid}", name="payments_receipt")
     async def receipt(self, request: Request, payment_id: FromPath[uuid.UUID]) -> Template:

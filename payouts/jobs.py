@@ -97,6 +97,40 @@ async def payments_repair() -> None:
             log.exception("transfer repair failed for booking %s", booking_id)
 
 
+@jobs.actor(queue_name="payments", max_retries=10)
+async def refund_package(package_id: str) -> None:
+    from payouts.packages import package_refund_apply
+
+    await package_refund_apply(package_id=uuid.UUID(package_id))
+
+
+@periodic.every(3600)
+@jobs.actor(queue_name="payments", max_retries=0)
+async def packages_tick() -> None:
+    """Lesson packages: reminders before the credits expire (once each), expiry at the deadline,
+    and refunds asked for but not made yet. Idempotent."""
+    from payouts.models import LessonPackage
+    from payouts.packages import package_refund_apply, packages_expire, packages_remind
+
+    await packages_remind()
+    await packages_expire()
+    async with session_factory()() as session:
+        pending = list(
+            (
+                await session.execute(
+                    select(LessonPackage.id)
+                    .where(LessonPackage.refund_requested > LessonPackage.refunded_amount)
+                    .limit(500)
+                )
+            ).scalars()
+        )
+    for package_id in pending:
+        try:
+            await package_refund_apply(package_id=package_id)
+        except Exception:
+            log.exception("package refund repair failed for %s", package_id)
+
+
 def _wire() -> None:
     """Imported through ``marketplace.db.MODEL_MODULES``: the payments tables exist for Alembic and
     the booking listener is registered with scheduling (when its bookings module is there), and the
@@ -106,6 +140,9 @@ def _wire() -> None:
     from payouts.services import PaymentsPort, register_booking_listener
 
     register_payments(PaymentsPort())
+    from payouts.packages import register_profile_section
+
+    register_profile_section()
 
     if not register_booking_listener():
         log.warning("scheduling.bookings has no on_booking_change: payments do not react to bookings")

@@ -12,7 +12,12 @@ Accounts (``account`` strings):
 * ``platform_revenue``: the platform's fee (revenue, credit balance);
 * ``refunds``: the platform's share of refunds (contra-revenue, debit balance);
 * ``unapplied_funds``: money received that cannot be applied to a booking (a hold that lapsed, an
-  amount that does not match) until it is refunded (liability).
+  amount that does not match) until it is refunded (liability);
+* ``package_credit:{package_id}``: a lesson package's unearned credit, owed to the student as
+  lessons (liability): credited when the package is paid, debited when a credit pays a lesson
+  (that lesson's value moves to the tutor's payable and the fee, exactly like a card payment),
+  when unused credits are refunded, and when they expire;
+* ``package_breakage``: the value of expired, unused package credits (platform revenue).
 """
 
 from __future__ import annotations
@@ -27,10 +32,15 @@ CASH = "cash_at_provider"
 REVENUE = "platform_revenue"
 REFUNDS = "refunds"
 UNAPPLIED = "unapplied_funds"
+BREAKAGE = "package_breakage"
 
 
 def tutor_payable(tutor_id: object) -> str:
     return f"tutor_payable:{tutor_id}"
+
+
+def package_credit(package_id: object) -> str:
+    return f"package_credit:{package_id}"
 
 
 @dataclass(frozen=True)
@@ -172,4 +182,81 @@ def transfer_reversal_txn(*, key: str, tutor_id: object, amount: int, currency: 
         "transfer_reversal",
         key,
         [Posting(CASH, amount, currency), Posting(tutor_payable(tutor_id), -amount, currency)],
+    )
+
+
+# ---- lesson packages ---------------------------------------------------------------------------
+
+
+def package_price(*, unit_price: int, lessons: int, discount_percent: int) -> int:
+    """``lessons`` lessons of ``unit_price`` at ``discount_percent`` off, rounded *down* to a whole
+    minor unit (in the student's favour): 5 x 33.33 at 15 % = 141.65 (141.6525)."""
+    if unit_price < 0 or lessons <= 0 or not 0 <= discount_percent <= 100:
+        raise CodedError("ledger.bad_package", unit_price=unit_price, lessons=lessons, discount=discount_percent)
+    return unit_price * lessons * (100 - discount_percent) // 100
+
+
+def credit_value(*, remaining_value: int, credits_left: int) -> int:
+    """What one credit is worth now: an even share of what the package still holds, rounded down;
+    the last credit takes the rest, so the credits add up to exactly what was paid."""
+    if credits_left <= 0:
+        raise CodedError("ledger.no_credit")
+    return remaining_value // credits_left
+
+
+def package_purchase_txn(*, key: str, package_id: object, amount: int, currency: str) -> Txn:
+    """A paid package: cash in, owed to the student as lessons until credits are spent."""
+    return make_txn(
+        "package_purchase",
+        key,
+        [Posting(CASH, amount, currency), Posting(package_credit(package_id), -amount, currency)],
+    )
+
+
+def package_spend_txn(*, key: str, package_id: object, tutor_id: object, value: int, fee: int, currency: str) -> Txn:
+    """A credit pays a lesson: its value leaves the package and is split like a card payment."""
+    if not 0 <= fee <= value:
+        raise CodedError("ledger.bad_fee", fee=fee, amount=value)
+    return make_txn(
+        "package_spend",
+        key,
+        [
+            Posting(package_credit(package_id), value, currency),
+            Posting(tutor_payable(tutor_id), -(value - fee), currency),
+            Posting(REVENUE, -fee, currency),
+        ],
+    )
+
+
+def package_credit_return_txn(
+    *, key: str, package_id: object, tutor_id: object, tutor_part: int, platform_part: int, currency: str
+) -> Txn:
+    """A cancelled lesson refunded in full gives its credit back: the tutor's part and the fee (as a
+    refund, like a card refund) return to the package."""
+    if tutor_part < 0 or platform_part < 0:
+        raise CodedError("ledger.negative_refund", tutor_part=tutor_part, platform_part=platform_part)
+    return make_txn(
+        "package_credit_return",
+        key,
+        [
+            Posting(tutor_payable(tutor_id), tutor_part, currency),
+            Posting(REFUNDS, platform_part, currency),
+            Posting(package_credit(package_id), -(tutor_part + platform_part), currency),
+        ],
+    )
+
+
+def package_refund_txn(*, key: str, package_id: object, amount: int, currency: str) -> Txn:
+    """Unused credits refunded to the student (pro rata): the package's remaining value goes back."""
+    return make_txn(
+        "package_refund", key, [Posting(package_credit(package_id), amount, currency), Posting(CASH, -amount, currency)]
+    )
+
+
+def package_expiry_txn(*, key: str, package_id: object, amount: int, currency: str) -> Txn:
+    """Credits unused when the package expires: breakage, the platform's revenue."""
+    return make_txn(
+        "package_expiry",
+        key,
+        [Posting(package_credit(package_id), amount, currency), Posting(BREAKAGE, -amount, currency)],
     )

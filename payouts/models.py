@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from marketplace.db import Base, Entity, UTCDateTime, utcnow
@@ -94,6 +94,10 @@ class Payment(Entity):
     transferred_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     provider_dispute_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # Paid with a lesson package credit (``provider`` is then "package"): the package it came from.
+    package_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("lesson_packages.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
 
     __table_args__ = (
         Index("ix_payments_student_created", "student_id", "created_at"),
@@ -190,3 +194,73 @@ class OfflineObject(Base):
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class PackageStatus(enum.StrEnum):
+    created = "created"  # row exists, no checkout session yet
+    open = "open"  # checkout session open
+    processing = "processing"  # checkout completed, an asynchronous method is still settling
+    active = "active"  # paid: credits can be spent (until expires_at)
+    failed = "failed"
+    expired = "expired"  # checkout expired unpaid (never active)
+    lapsed = "lapsed"  # was active; unused credits expired 6 months after purchase
+    refunding = "refunding"  # the student asked for the pro-rata refund; the provider call is pending
+    refunded = "refunded"  # unused credits refunded pro rata; closed
+    unapplied = "unapplied"  # money arrived that does not match the package: refunded in full
+
+
+class PackageOffer(Entity):
+    """A tutor's package offer: ``lessons`` (5 or 10) lessons of 60 minutes at ``discount_percent`` off."""
+
+    __tablename__ = "package_offers"
+
+    tutor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    lessons: Mapped[int] = mapped_column(Integer, nullable=False)
+    discount_percent: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    __table_args__ = (UniqueConstraint("tutor_id", "lessons", name="uq_package_offers_tutor_lessons"),)
+
+
+class LessonPackage(Entity):
+    """A student's purchase of ``lessons`` credits with one tutor, and what is left of it.
+
+    ``remaining_value`` is what the ledger still holds for the unused credits (account
+    ``package_credit:{id}``); spending a credit moves ``remaining_value // credits_left`` of it to the
+    lesson; a refund pays out exactly ``remaining_value``; expiry books it as breakage."""
+
+    __tablename__ = "lesson_packages"
+
+    student_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), nullable=False)
+    tutor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), nullable=False)
+    provider: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[PackageStatus] = mapped_column(
+        Enum(PackageStatus, name="package_status", native_enum=False, length=16), nullable=False
+    )
+    lessons: Mapped[int] = mapped_column(Integer, nullable=False)
+    lesson_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
+    unit_price: Mapped[int] = mapped_column(Integer, nullable=False)  # one lesson's price at purchase
+    discount_percent: Mapped[int] = mapped_column(Integer, nullable=False)
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)  # what the package costs
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    checkout_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    charge_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    paid_amount: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # credits expire
+    credits_left: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    remaining_value: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refund_requested: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    refunded_amount: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failure_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    __table_args__ = (
+        Index("ix_lesson_packages_student_tutor", "student_id", "tutor_id"),
+        Index("ix_lesson_packages_tutor_created", "tutor_id", "created_at"),
+        Index("ix_lesson_packages_status_expires", "status", "expires_at"),
+    )

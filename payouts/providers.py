@@ -61,6 +61,21 @@ class PaymentProvider(Protocol):
         idempotency_key: str,
     ) -> CheckoutInfo: ...
 
+    async def create_package_checkout(
+        self,
+        *,
+        package_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        description: str,
+        customer_email: str,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutInfo:
+        """A checkout for a lesson package (``package_id`` in metadata; no booking)."""
+        ...
+
     async def expire_checkout(self, session_id: str) -> bool:
         """Expire an open session; False when it was completed (paid) meanwhile."""
         ...
@@ -70,7 +85,13 @@ class PaymentProvider(Protocol):
     async def retrieve_charge(self, charge_id: str) -> dict[str, Any]: ...
 
     async def refund(
-        self, *, payment_intent_id: str, amount: int, idempotency_key: str, booking_id: uuid.UUID
+        self,
+        *,
+        payment_intent_id: str,
+        amount: int,
+        idempotency_key: str,
+        booking_id: uuid.UUID | None,
+        package_id: uuid.UUID | None = None,
     ) -> dict[str, Any]: ...
 
     async def transfer(
@@ -92,6 +113,26 @@ class PaymentProvider(Protocol):
 
 def transfer_group(booking_id: uuid.UUID) -> str:
     return f"booking_{booking_id}"
+
+
+def _refund_metadata(booking_id: uuid.UUID | None, package_id: uuid.UUID | None) -> dict[str, str]:
+    """A refund names what it refunds: a booking's payment, or a lesson package (pro-rata refund)."""
+    if package_id is not None and booking_id is None:
+        return {"package_id": str(package_id)}
+    out = {"booking_id": str(booking_id)}
+    if package_id is not None:
+        out["package_id"] = str(package_id)
+    return out
+
+
+def package_reference(package_id: uuid.UUID) -> str:
+    """The checkout's ``client_reference_id`` and the charge's transfer group for a package (each
+    lesson paid by a credit is transferred in its own booking's group, sourced from this charge)."""
+    return f"package_{package_id}"
+
+
+#: A package checkout stays open this long (Stripe accepts 30 minutes to 24 hours).
+PACKAGE_CHECKOUT_MINUTES = 60
 
 
 # ---- offline provider ----------------------------------------------------------------------------
@@ -205,6 +246,46 @@ class OfflineProvider:
         stored = await self._put_once(session_id, "checkout.session", data)
         return CheckoutInfo(id=stored["id"], url=stored["url"], expires_at=expires_at)
 
+    async def create_package_checkout(
+        self,
+        *,
+        package_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        description: str,
+        customer_email: str,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutInfo:
+        from datetime import UTC, timedelta
+
+        session_id = _offline_id("cs", idempotency_key)
+        expires_at = datetime.now(UTC) + timedelta(minutes=PACKAGE_CHECKOUT_MINUTES)
+        data = {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "payment",
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_total": amount,
+            "currency": currency.lower(),
+            "client_reference_id": package_reference(package_id),
+            "metadata": {"package_id": str(package_id)},
+            "description": description,
+            "customer_email": customer_email,
+            "expires_at": int(expires_at.timestamp()),
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "payment_intent": None,
+            "transfer_group": package_reference(package_id),
+            "url": f"/pay/offline/{session_id}",
+        }
+        stored = await self._put_once(session_id, "checkout.session", data)
+        return CheckoutInfo(
+            id=stored["id"], url=stored["url"], expires_at=datetime.fromtimestamp(stored["expires_at"], UTC)
+        )
+
     async def retrieve_checkout(self, session_id: str) -> dict[str, Any] | None:
         return await self._get(session_id)
 
@@ -269,7 +350,13 @@ class OfflineProvider:
         return data
 
     async def refund(
-        self, *, payment_intent_id: str, amount: int, idempotency_key: str, booking_id: uuid.UUID
+        self,
+        *,
+        payment_intent_id: str,
+        amount: int,
+        idempotency_key: str,
+        booking_id: uuid.UUID | None,
+        package_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
         refund_id = _offline_id("re", idempotency_key)
         existing = await self._get(refund_id)
@@ -291,7 +378,7 @@ class OfflineProvider:
                 "payment_intent": payment_intent_id,
                 "currency": charge["currency"],
                 "status": "succeeded",
-                "metadata": {"booking_id": str(booking_id)},
+                "metadata": _refund_metadata(booking_id, package_id),
             },
         )
 

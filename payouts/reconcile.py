@@ -101,6 +101,22 @@ async def reconcile(session: AsyncSession, provider: PaymentProvider, *, concurr
     )
     semaphore = asyncio.Semaphore(concurrency)
 
+    async def check_transfer(payment: Payment, ref: str, mine: dict[str, int]) -> list[Difference]:
+        found: list[Difference] = []
+        if payment.transfer_id:
+            transfer = await provider.retrieve_transfer(payment.transfer_id)
+            if int(transfer.get("amount") or 0) != mine.get("transferred", 0):
+                found.append(Difference("transfer.amount", ref, mine.get("transferred", 0), transfer.get("amount")))
+            if int(transfer.get("amount_reversed") or 0) != mine.get("reversed", 0):
+                found.append(
+                    Difference(
+                        "transfer.amount_reversed", ref, mine.get("reversed", 0), transfer.get("amount_reversed")
+                    )
+                )
+        elif mine.get("transferred"):
+            found.append(Difference("transfer.missing", ref, mine.get("transferred"), None))
+        return found
+
     async def check(payment: Payment) -> list[Difference]:
         ref = str(payment.booking_id)
         mine = books.get(payment.booking_id, {})
@@ -114,6 +130,10 @@ async def reconcile(session: AsyncSession, provider: PaymentProvider, *, concurr
                         if intent.get("status") == "succeeded":
                             found.append(Difference("payment.unrecorded", ref, 0, intent.get("amount")))
                     return found
+                if payment.package_id is not None:
+                    # Paid with a package credit: no charge of its own (the package's charge is
+                    # checked below); only its transfer is the provider's.
+                    return await check_transfer(payment, ref, mine)
                 if not payment.payment_intent_id:
                     return [Difference("payment.no_intent", ref, payment.paid_amount, None)]
                 intent = await provider.retrieve_payment_intent(payment.payment_intent_id)
@@ -131,27 +151,68 @@ async def reconcile(session: AsyncSession, provider: PaymentProvider, *, concurr
                             "charge.amount_refunded", ref, mine.get("refunded", 0), charge.get("amount_refunded")
                         )
                     )
-                if payment.transfer_id:
-                    transfer = await provider.retrieve_transfer(payment.transfer_id)
-                    if int(transfer.get("amount") or 0) != mine.get("transferred", 0):
-                        found.append(
-                            Difference("transfer.amount", ref, mine.get("transferred", 0), transfer.get("amount"))
-                        )
-                    if int(transfer.get("amount_reversed") or 0) != mine.get("reversed", 0):
-                        found.append(
-                            Difference(
-                                "transfer.amount_reversed",
-                                ref,
-                                mine.get("reversed", 0),
-                                transfer.get("amount_reversed"),
-                            )
-                        )
-                elif mine.get("transferred"):
-                    found.append(Difference("transfer.missing", ref, mine.get("transferred"), None))
+                found += await check_transfer(payment, ref, mine)
             except ProviderError as exc:
                 found.append(Difference("provider.error", ref, None, str(exc)[:80]))
         return found
 
     for found in await asyncio.gather(*(check(p) for p in payments)):
         diffs.extend(found)
+    diffs.extend(await _reconcile_packages(session, provider, semaphore))
     return Report(differences=diffs, transactions=count, payments=len(payments), totals=totals)
+
+
+async def _reconcile_packages(
+    session: AsyncSession, provider: PaymentProvider, semaphore: asyncio.Semaphore
+) -> list[Difference]:
+    """Each paid lesson package's charge: its amount, and what was refunded on it (the pro-rata
+    refund plus money refunds of lessons paid with its credits)."""
+    from payouts.models import LessonPackage
+
+    packages = list(
+        (
+            await session.execute(
+                select(LessonPackage).where(LessonPackage.paid_amount > 0, LessonPackage.payment_intent_id.is_not(None))
+            )
+        ).scalars()
+    )
+    lesson_refunds = {
+        package_id: int(total)
+        for package_id, total in (
+            await session.execute(
+                select(Payment.package_id, -func.sum(LedgerEntry.amount))
+                .join(LedgerTransaction, LedgerTransaction.booking_id == Payment.booking_id)
+                .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+                .where(
+                    Payment.package_id.is_not(None),
+                    LedgerTransaction.kind == "refund",
+                    LedgerEntry.account == ledger.CASH,
+                )
+                .group_by(Payment.package_id)
+            )
+        ).all()
+    }
+
+    async def check(package: LessonPackage) -> list[Difference]:
+        ref = f"package {package.id}"
+        async with semaphore:
+            try:
+                intent = await provider.retrieve_payment_intent(package.payment_intent_id)
+                charge_id = package.charge_id or intent.get("latest_charge")
+                if isinstance(charge_id, dict):
+                    charge_id = charge_id.get("id")
+                charge = await provider.retrieve_charge(charge_id) if charge_id else {}
+            except ProviderError as exc:
+                return [Difference("provider.error", ref, None, str(exc)[:80])]
+        found = []
+        if int(charge.get("amount") or 0) != package.paid_amount:
+            found.append(Difference("package.charge.amount", ref, package.paid_amount, charge.get("amount")))
+        refunded = package.refunded_amount + lesson_refunds.get(package.id, 0)
+        if int(charge.get("amount_refunded") or 0) != refunded:
+            found.append(Difference("package.amount_refunded", ref, refunded, charge.get("amount_refunded")))
+        return found
+
+    out: list[Difference] = []
+    for found in await asyncio.gather(*(check(p) for p in packages)):
+        out.extend(found)
+    return out

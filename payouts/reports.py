@@ -53,9 +53,9 @@ async def tutor_earnings(session: AsyncSession, *, tutor_id: uuid.UUID) -> list[
         e = get(currency)
         e.pending -= int(total)  # the payable is a credit balance
         bucket = e.months.setdefault(m, {"earned": 0, "refunded": 0, "transferred": 0})
-        if kind == "payment":
+        if kind in ("payment", "package_spend"):  # a lesson paid by card or with a package credit
             bucket["earned"] += -int(total)
-        elif kind == "refund":
+        elif kind in ("refund", "package_credit_return"):
             bucket["refunded"] += int(total)
         elif kind == "transfer":
             bucket["transferred"] += int(total)
@@ -180,9 +180,9 @@ async def finance_summary(session: AsyncSession) -> tuple[list[FinanceRow], dict
         total = int(total)
         if account == ledger.REVENUE:
             row.fees += -total
-        elif kind in ("payment", "payment_unapplied"):
+        elif kind in ("payment", "payment_unapplied", "package_purchase"):
             row.volume += total
-        elif kind in ("refund", "refund_unapplied"):
+        elif kind in ("refund", "refund_unapplied", "package_refund"):
             row.refunds += -total
         elif kind == "transfer":
             row.transfers += -total

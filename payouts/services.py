@@ -32,12 +32,13 @@ from marketplace.errors import Conflict, NotFound, ValidationFailed
 from marketplace.i18n import gettext as _
 from marketplace.ports import LessonPayment
 from marketplace.settings import get_settings
-from payouts import ledger
+from payouts import ledger, packages
 from payouts.models import (
     Dispute,
     DisputeStatus,
     LedgerEntry,
     LedgerTransaction,
+    LessonPackage,
     Payment,
     PaymentStatus,
     PayoutAccount,
@@ -427,6 +428,8 @@ async def _payment_by(session: AsyncSession, **where: Any) -> Payment | None:
 
 
 async def _on_checkout_completed(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    if packages.package_id_of(obj) is not None:
+        return await packages.on_checkout_completed(session, obj)
     booking_id = _booking_id(obj)
     payment = await _payment_by(session, booking_id=booking_id, checkout_session_id=obj.get("id"))
     if payment is None:
@@ -499,6 +502,8 @@ async def _fulfil(session: AsyncSession, payment: Payment, obj: dict[str, Any]) 
 
 
 async def _on_async_succeeded(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    if packages.package_id_of(obj) is not None:
+        return await packages.on_async_succeeded(session, obj)
     payment = await _payment_by(session, booking_id=_booking_id(obj), checkout_session_id=obj.get("id"))
     if payment is None:
         return IGNORED
@@ -506,6 +511,8 @@ async def _on_async_succeeded(session: AsyncSession, obj: dict[str, Any], event:
 
 
 async def _on_async_failed(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    if packages.package_id_of(obj) is not None:
+        return await packages.on_async_failed(session, obj)
     payment = await _payment_by(session, booking_id=_booking_id(obj), checkout_session_id=obj.get("id"))
     if payment is None:
         return IGNORED
@@ -516,6 +523,8 @@ async def _on_async_failed(session: AsyncSession, obj: dict[str, Any], event: di
 
 
 async def _on_checkout_expired(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    if packages.package_id_of(obj) is not None:
+        return await packages.on_checkout_expired(session, obj)
     payment = await _payment_by(session, checkout_session_id=obj.get("id"))
     if payment is None:
         return IGNORED
@@ -526,6 +535,10 @@ async def _on_checkout_expired(session: AsyncSession, obj: dict[str, Any], event
 
 async def _on_charge_refunded(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
     payment = await _payment_by(session, payment_intent_id=obj.get("payment_intent"), charge_id=obj.get("id"))
+    if payment is None:
+        noted = await packages.on_charge_event(session, obj)  # a lesson package's charge
+        if noted is not None:
+            return noted
     if payment is None or payment.paid_amount == 0:
         return DEFERRED  # the payment's own event has not been applied yet
     if obj.get("id") and not payment.charge_id:
@@ -701,14 +714,23 @@ async def refund_to_total(*, booking_id: uuid.UUID, total: int) -> int:
     provider = get_provider()
     async with transaction() as session:
         payment = await _payment_by(session, booking_id=booking_id)
-        if payment is None or payment.paid_amount == 0 or not payment.payment_intent_id:
+        if payment is None or payment.paid_amount == 0:
+            return 0
+        intent, package_id = payment.payment_intent_id, payment.package_id
+        if package_id is not None:
+            # Paid with a package credit: a full refund gives the credit back while the package is
+            # active; otherwise the money is refunded on the package's charge.
+            if await packages.credit_back(session, payment, max(total, payment.refund_requested)):
+                return payment.refunded_amount
+            intent = await session.scalar(select(LessonPackage.payment_intent_id).where(LessonPackage.id == package_id))
+        if not intent:
             return 0
         target = min(max(total, payment.refund_requested), payment.paid_amount)
         payment.refund_requested = target
         before = payment.refunded_amount
         if target <= before:
             return before
-        pid, intent, transfer_id = payment.id, payment.payment_intent_id, payment.transfer_id
+        pid, transfer_id = payment.id, payment.transfer_id
         reversal = 0
         if payment.status == PaymentStatus.paid and transfer_id:
             tutor_part = _tutor_share(payment, target) - _tutor_share(payment, before)
@@ -728,6 +750,7 @@ async def refund_to_total(*, booking_id: uuid.UUID, total: int) -> int:
         amount=target - before,
         idempotency_key=f"refund:{pid}:{target}",
         booking_id=booking_id,
+        package_id=package_id,
     )
     async with transaction() as session:
         payment = await _payment_by(session, booking_id=booking_id)
@@ -769,6 +792,9 @@ async def transfer_for_booking(*, booking_id: uuid.UUID, now: datetime | None = 
         if account is None or not account.payouts_enabled:
             return None  # waits for the tutor's payouts; the periodic job tries again
         destination, pid, intent, charge = account.account_id, payment.id, payment.payment_intent_id, payment.charge_id
+        if payment.package_id is not None:  # a credit-paid lesson: sourced from the package's charge
+            package = await session.get(LessonPackage, payment.package_id)
+            intent, charge = package.payment_intent_id, package.charge_id
         currency = payment.currency
     if not charge and intent:
         charge = (await provider.retrieve_payment_intent(intent)).get("latest_charge")
@@ -819,7 +845,7 @@ async def checkout_expire(*, booking_id: uuid.UUID) -> None:
 # ---- reacting to bookings ---------------------------------------------------------------------
 
 
-def on_booking_event(session: AsyncSession, booking: Booking, event: str) -> None:
+async def on_booking_event(session: AsyncSession, booking: Booking, event: str) -> None:
     """Registered with scheduling's booking listeners: runs inside the booking's transaction and
     only enqueues work for after the commit."""
     from payouts import jobs
@@ -828,6 +854,13 @@ def on_booking_event(session: AsyncSession, booking: Booking, event: str) -> Non
     if event in ("cancelled", "declined", "expired"):
         # The booking decided the amount (policy, a decline or an unanswered request: everything).
         total = booking.refund_amount or 0 if booking.paid_at is not None else 0
+        if total > 0:
+            payment = await payment_for_booking(session, booking_id=booking.id)
+            if payment is not None and payment.package_id is not None:
+                # Paid with a credit: the policy's share of the credit's value (all of it: the credit).
+                total = packages.refund_in_credit_terms(
+                    refund=total, price=booking.price_amount, value=payment.paid_amount
+                )
         if total > 0:
             after_commit(session, lambda: jobs.refund_booking.send(booking_id, int(total)))
         after_commit(session, lambda: jobs.expire_checkout.send(booking_id))
@@ -882,6 +915,40 @@ async def offline_checkout_pay(*, session_id: str, student: User, succeed: bool 
     return booking_id
 
 
+async def offline_package_pay(*, session_id: str, student: User, succeed: bool = True) -> uuid.UUID:
+    """The TEST MODE checkout's "pay" for a lesson package (see :func:`offline_checkout_pay`)."""
+    from payouts.providers import OfflineProvider
+
+    provider = get_provider()
+    if not isinstance(provider, OfflineProvider):
+        raise NotFound(_("We could not find this page."))
+    data = await provider.retrieve_checkout(session_id)
+    package_id = packages.package_id_of(data or {})
+    if data is None or package_id is None:
+        raise NotFound(_("We could not find this checkout."))
+    async with session_factory()() as session:
+        package = await session.get(LessonPackage, package_id)
+    if package is None or package.student_id != student.id:
+        raise NotFound(_("We could not find this checkout."))
+    if data["status"] == "expired":
+        raise Conflict(_("This checkout has expired."))
+    if data["expires_at"] < int(utcnow().timestamp()):
+        await provider.expire_checkout(session_id)
+        await event_receive(endpoint="offline", event=_offline_event("checkout.session.expired", data))
+        raise Conflict(_("This checkout has expired."))
+    was_open = data["status"] == "open"
+    data = await provider.pay_checkout(session_id, succeed=succeed)
+    if was_open:
+        kind = "checkout.session.completed" if succeed else "checkout.session.async_payment_failed"
+        await event_receive(endpoint="offline", event=_offline_event(kind, data))
+        if succeed:  # the charge, as Stripe would report it (gives the package its charge id)
+            intent = await provider.retrieve_payment_intent(data["payment_intent"])
+            async with transaction() as session:
+                row = await session.get(LessonPackage, package_id, with_for_update=True)
+                row.charge_id = row.charge_id or intent.get("latest_charge")
+    return package_id
+
+
 def _offline_event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": f"evt_test_{uuid.uuid5(uuid.NAMESPACE_URL, kind + ':' + obj['id']).hex[:24]}",
@@ -914,6 +981,8 @@ def dispute_refusal(booking: Booking, payment: Payment | None, now: datetime) ->
     """Why this lesson cannot be disputed now (None: it can, unless it is disputed already)."""
     if payment is None or payment.status != PaymentStatus.paid:
         return _("Only a paid lesson can be disputed.")
+    if booking.status in (BookingStatus.disputed, BookingStatus.resolved):
+        return _("You have already disputed this lesson.")
     if booking.status not in (BookingStatus.confirmed, BookingStatus.completed, BookingStatus.no_show):
         return _("This lesson cannot be disputed.")
     if booking.status == BookingStatus.confirmed and now < booking.starts_at:
@@ -943,19 +1012,23 @@ async def dispute_open(
     existing = await session.scalar(select(Dispute).where(Dispute.booking_id == booking_id))
     if existing is not None:
         raise Conflict(_("You have already disputed this lesson."))
+    from scheduling import bookings as scheduling_bookings
+
     dispute = Dispute(booking_id=booking_id, student_id=student.id, reason=text, status=DisputeStatus.open)
     session.add(dispute)
     before = payment.transfer_status.value
+    booking_before = booking.status.value
     payment.transfer_status = TransferStatus.frozen
     await session.flush()
+    await scheduling_bookings.booking_dispute(session, booking_id=booking_id)
     await audit_record(
         session,
         actor_id=student.id,
         action="payment.dispute_open",
         target_type="booking",
         target_id=booking_id,
-        before={"transfer_status": before},
-        after={"transfer_status": TransferStatus.frozen.value},
+        before={"transfer_status": before, "booking_status": booking_before},
+        after={"transfer_status": TransferStatus.frozen.value, "booking_status": BookingStatus.disputed.value},
         reason=text,
     )
     return dispute
@@ -996,7 +1069,10 @@ async def dispute_resolve(
         refund = 0
     else:
         raise ValidationFailed(_("Choose how to resolve the dispute."))
+    from scheduling import bookings as scheduling_bookings
+
     before = {"status": dispute.status.value, "transfer_status": payment.transfer_status.value}
+    booking = await scheduling_bookings.booking_resolve(session, booking_id=dispute.booking_id)
     dispute.status = DisputeStatus.resolved
     dispute.resolution = outcome
     dispute.refund_amount = refund
@@ -1019,7 +1095,7 @@ async def dispute_resolve(
         target_type="booking",
         target_id=dispute.booking_id,
         before=before,
-        after={"status": "resolved", "resolution": outcome, "refund": refund},
+        after={"status": "resolved", "resolution": outcome, "refund": refund, "booking_status": booking.status.value},
         reason=reason,
     )
     return dispute

@@ -12,7 +12,14 @@ from typing import Any
 
 import stripe
 
-from payouts.providers import CheckoutInfo, ProviderError, transfer_group
+from payouts.providers import (
+    PACKAGE_CHECKOUT_MINUTES,
+    CheckoutInfo,
+    ProviderError,
+    _refund_metadata,
+    package_reference,
+    transfer_group,
+)
 
 #: Stripe accepts a Checkout Session ``expires_at`` between 30 minutes and 24 hours after creation.
 #: A hold is shorter: the session outlives it by a little, the hold's expiry job expires the session,
@@ -109,6 +116,52 @@ class StripeProvider:
             id=session["id"], url=session["url"], expires_at=datetime.fromtimestamp(session["expires_at"], UTC)
         )
 
+    async def create_package_checkout(
+        self,
+        *,
+        package_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        description: str,
+        customer_email: str,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutInfo:
+        """A lesson package: one line item in the tutor's currency, the package id in the session's
+        and the payment intent's metadata (webhooks tell a package from a booking by it)."""
+        expires_at = datetime.now(UTC) + timedelta(minutes=PACKAGE_CHECKOUT_MINUTES)
+        session = await self._call(
+            self.client.v1.checkout.sessions.create_async,
+            {
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "price_data": {
+                            "currency": currency.lower(),
+                            "unit_amount": amount,
+                            "product_data": {"name": description},
+                        },
+                        "quantity": 1,
+                    }
+                ],
+                "customer_email": customer_email,
+                "client_reference_id": package_reference(package_id),
+                "metadata": {"package_id": str(package_id)},
+                "payment_intent_data": {
+                    "transfer_group": package_reference(package_id),
+                    "metadata": {"package_id": str(package_id)},
+                },
+                "expires_at": int(expires_at.timestamp()),
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+            },
+            {"idempotency_key": idempotency_key},
+        )
+        return CheckoutInfo(
+            id=session["id"], url=session["url"], expires_at=datetime.fromtimestamp(session["expires_at"], UTC)
+        )
+
     async def expire_checkout(self, session_id: str) -> bool:
         try:
             session = await self.client.v1.checkout.sessions.expire_async(session_id)
@@ -126,11 +179,21 @@ class StripeProvider:
         return await self._call(self.client.v1.charges.retrieve_async, charge_id)
 
     async def refund(
-        self, *, payment_intent_id: str, amount: int, idempotency_key: str, booking_id: uuid.UUID
+        self,
+        *,
+        payment_intent_id: str,
+        amount: int,
+        idempotency_key: str,
+        booking_id: uuid.UUID | None,
+        package_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
         return await self._call(
             self.client.v1.refunds.create_async,
-            {"payment_intent": payment_intent_id, "amount": amount, "metadata": {"booking_id": str(booking_id)}},
+            {
+                "payment_intent": payment_intent_id,
+                "amount": amount,
+                "metadata": _refund_metadata(booking_id, package_id),
+            },
             {"idempotency_key": idempotency_key},
         )
 

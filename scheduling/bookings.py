@@ -12,6 +12,8 @@ State machine (an invalid transition is a clear error, never a silent overwrite)
     held/requested/confirmed --cancel--> cancelled (refund by policy: :func:`refund_for`)
     confirmed --complete--> completed
     confirmed --no-show (student absent)--> no_show; (tutor absent)--> cancelled by tutor, full refund
+    confirmed/completed/no_show --student disputes (payments)--> disputed --admin resolves--> resolved
+    (completion, no-show and attendance leave a disputed lesson alone: they act on confirmed ones)
 
 No slot is sold twice: the slot is re-checked with the slot engine inside the write transaction
 (serialized on SQLite by BEGIN IMMEDIATE) and on PostgreSQL the exclusion constraint
@@ -129,6 +131,8 @@ class BookingChange(enum.StrEnum):
     cancelled = "cancelled"
     completed = "completed"
     no_show = "no_show"
+    disputed = "disputed"
+    resolved = "resolved"
 
 
 Listener = Callable[[AsyncSession, Booking, BookingChange], Awaitable[None] | None]
@@ -925,6 +929,35 @@ async def booking_no_show(
     booking.refund_amount = booking.price_amount
     booking.sequence += 1
     await _changed(session, booking, BookingChange.cancelled)
+    return booking
+
+
+# ---- disputes (the payments domain decides; the booking records the state) -------------------
+
+DISPUTABLE = (BookingStatus.confirmed, BookingStatus.completed, BookingStatus.no_show)
+
+
+async def booking_dispute(session: AsyncSession, *, booking_id: uuid.UUID) -> Booking:
+    """confirmed/completed/no_show -> disputed (the student disputed the lesson). Idempotent."""
+    booking = await _locked(session, booking_id)
+    if booking.status == BookingStatus.disputed:
+        return booking
+    if booking.status not in DISPUTABLE:
+        raise Conflict(_("This lesson cannot be disputed."))
+    booking.status = BookingStatus.disputed
+    await _changed(session, booking, BookingChange.disputed, mail=False)
+    return booking
+
+
+async def booking_resolve(session: AsyncSession, *, booking_id: uuid.UUID) -> Booking:
+    """disputed -> resolved (an admin settled the dispute). Idempotent."""
+    booking = await _locked(session, booking_id)
+    if booking.status == BookingStatus.resolved:
+        return booking
+    if booking.status != BookingStatus.disputed:
+        raise Conflict(_("Only a disputed lesson can be resolved."))
+    booking.status = BookingStatus.resolved
+    await _changed(session, booking, BookingChange.resolved, mail=False)
     return booking
 
 

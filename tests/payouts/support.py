@@ -287,7 +287,9 @@ class FakeStripe(stripe.HTTPClient):
                 "amount_total": int(params["line_items[0][price_data][unit_amount]"]),
                 "currency": params["line_items[0][price_data][currency]"],
                 "client_reference_id": params.get("client_reference_id"),
-                "metadata": {"booking_id": params.get("metadata[booking_id]")},
+                "metadata": {
+                    k: params[f"metadata[{k}]"] for k in ("booking_id", "package_id") if f"metadata[{k}]" in params
+                },
                 "expires_at": int(params["expires_at"]),
                 "payment_intent": None,
                 "url": f"https://checkout.stripe.com/c/pay/{sid}",
