@@ -146,6 +146,8 @@ def create_admin(email: str, display_name: str, password: str) -> None:
 @click.option("--seed", default=1, show_default=True, type=int)
 def demo(tutors: int, students: int, seed: int) -> None:
     """Fill the database with deterministic demo data and print the demo log-ins."""
+    import time
+
     from marketplace.db import import_all_models
     from marketplace.demo import demo_create
     from marketplace.migrations import upgrade_head_sync
@@ -155,10 +157,15 @@ def demo(tutors: int, students: int, seed: int) -> None:
     import_all_models()
     from search.sync import reindex_all
 
+    started = time.monotonic()
     result = _run(demo_create, tutors=tutors, students=students, seed=seed)
+    steps = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in result.timings.items())
     click.echo(f"Demo data ready: {result.tutors} tutors, {result.students} students, {result.profiles} new profiles.")
+    click.echo(f"  generated in {time.monotonic() - started:.1f}s ({steps})")
+    started = time.monotonic()
     indexed = _run(reindex_all)
     click.echo(f"Search index ready: {indexed} tutors searchable.")
+    click.echo(f"  indexed in {time.monotonic() - started:.1f}s")
     click.echo("Log in with:")
     for role, email, password in result.logins:
         click.echo(f"  {role:<8} {email:<28} {password}")

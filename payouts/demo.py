@@ -2,7 +2,7 @@
 demo journey search -> profile -> slot -> checkout -> confirmation works on a fresh machine (a
 tutor without enabled payouts takes no bookings).
 
-Bulk inserts only (like ``marketplace.tutors.demo``): ``marketplace demo --tutors 100000`` stays
+Bulk loading only (``marketplace.demo.bulk_insert``): ``marketplace demo --tutors 100000`` stays
 fast. Idempotent: tutors that already have a payout account are left alone. Account ids are derived
 from the tutor id, so the same seed gives the same accounts.
 """
@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.accounts.models import Role, User
 from marketplace.db import utcnow
 from payouts.models import PayoutAccount
 
-BATCH = 2000
 _NAMESPACE = uuid.UUID("6b1f3c52-1d0e-4f55-9a57-3f1e8f0a2c11")
 
 
 async def demo_payout_accounts(session: AsyncSession) -> int:
     """An enabled offline payout account for every demo tutor without one; returns how many."""
-    from marketplace.demo import DEMO_DOMAIN
+    from marketplace.demo import DEMO_DOMAIN, bulk_insert
 
     tutor_ids = list(
         (
@@ -53,6 +52,4 @@ async def demo_payout_accounts(session: AsyncSession) -> int:
         }
         for tutor_id in tutor_ids
     ]
-    for start in range(0, len(rows), BATCH):
-        await session.execute(insert(PayoutAccount.__table__), rows[start : start + BATCH])
-    return len(rows)
+    return await bulk_insert(session, PayoutAccount.__table__, rows)

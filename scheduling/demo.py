@@ -7,20 +7,21 @@ some tutors booking on request and every cancellation policy. Many approved tuto
 few confirmed lessons in the next two weeks with demo students (on different days, inside their
 hours, with the blocked range widened by their breaks, so they never overlap).
 
-Bulk inserts only (like ``marketplace.tutors.demo``): ``marketplace demo --tutors 100000`` stays
-fast. Idempotent: tutors that already have availability are left alone.
+Bulk loading only (``marketplace.demo.bulk_load``, a chunk of tutors at a time):
+``marketplace demo --tutors 100000`` stays fast. Idempotent: tutors that already have availability
+are left alone.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.accounts.models import Role, User
@@ -37,7 +38,7 @@ from scheduling.models import (
     BookingStatus,
 )
 
-BATCH = 2000
+CHUNK_TUTORS = 10_000  # tutors generated and loaded at a time
 EVENINGS = (("17:00", "21:00"), ("18:00", "21:00"), ("16:30", "20:30"), ("18:00", "22:00"), ("17:30", "20:00"))
 AFTERNOONS = (("13:00", "15:00"), ("14:00", "16:00"))
 WEEKEND_MORNINGS = (("09:00", "12:00"), ("10:00", "13:00"), ("09:30", "12:30"))
@@ -87,6 +88,7 @@ def _minutes(text: str) -> int:
     return hours * 60 + minutes
 
 
+AVAILABILITY, OVERRIDES, BOOKINGS = Availability.__table__, AvailabilityOverride.__table__, Booking.__table__
 NEXT_DAYS = tuple(timedelta(days=i) for i in range(1, 15))  # lessons in the next two weeks
 
 
@@ -118,14 +120,9 @@ def _lessons(
     return out
 
 
-async def _insert(session: AsyncSession, model: Any, rows: Sequence[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), BATCH):
-        await session.execute(insert(model.__table__), rows[start : start + BATCH])
-
-
 async def demo_availability(session: AsyncSession, *, rng: random.Random) -> tuple[int, int]:
     """Availability for every demo tutor that has none; returns (tutors, future lessons) created."""
-    from marketplace.demo import DEMO_DOMAIN, STUDENT_EMAIL, TUTOR_EMAIL
+    from marketplace.demo import DEMO_DOMAIN, STUDENT_EMAIL, TUTOR_EMAIL, Batch, bulk_load
 
     price = TutorProfile.draft[("durations", 0, "price")].as_integer()
     minutes = TutorProfile.draft[("durations", 0, "minutes")].as_integer()
@@ -150,87 +147,97 @@ async def demo_availability(session: AsyncSession, *, rng: random.Random) -> tup
     ).all()
     student_ids = [sid for sid, _email in students]
     sam = next((sid for sid, email in students if email == STUDENT_EMAIL), None)
-    now = utcnow()
-    zones: dict[str, ZoneInfo] = {}
-    availability, overrides, bookings = [], [], []
-    for tutor_id, email, zone_name, status, lesson_minutes, lesson_price, lesson_currency in tutors:
-        zone = zones.get(zone_name)
-        if zone is None:
-            zone = zones[zone_name] = ZoneInfo(zone_name)
-        is_clara = email == TUTOR_EMAIL
-        weekly = CLARA["weekly"] if is_clara else _weekly(rng)
-        rules = {k: v for k, v in CLARA.items() if k != "weekly"} if is_clara else _rules(rng)
-        availability.append(
-            {
-                "id": uuid.UUID(int=rng.getrandbits(128), version=4),
-                "tutor_id": tutor_id,
-                "zone": zone_name,
-                "weekly": weekly,
-                **rules,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        today = now.astimezone(zone).date()
-        holiday = today + timedelta(days=rng.randint(10, 40))
-        taken = {holiday}
-        overrides.append(
-            {
-                "id": uuid.UUID(int=rng.getrandbits(128), version=4),
-                "tutor_id": tutor_id,
-                "on_date": holiday,
-                "windows": [],
-                "replace": True,
-                "note": rng.choice(HOLIDAY_NOTES),
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        if rng.random() < 0.3:
-            extra = today + timedelta(days=rng.randint(3, 20))
-            if extra not in taken and extra.weekday() < 5:
-                taken.add(extra)
-                overrides.append(
-                    {
-                        "id": uuid.UUID(int=rng.getrandbits(128), version=4),
-                        "tutor_id": tutor_id,
-                        "on_date": extra,
-                        "windows": [list(EXTRA_MORNING)],
-                        "replace": False,
-                        "note": "",
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-        if status != ProfileStatus.approved or not student_ids or not lesson_minutes or lesson_price is None:
-            continue
-        count = 3 if is_clara else rng.choice((0, 0, 0, 1, 2))
-        lessons = _lessons(
-            rng, count=count, zone=zone, today=today, weekly=weekly, blocked_days=taken, duration=lesson_minutes
-        )
-        for index, (start, end) in enumerate(lessons):
-            student = sam if is_clara and index == 0 and sam else rng.choice(student_ids)
-            booked = now - timedelta(days=rng.randint(1, 10), minutes=rng.randint(0, 600))
-            bookings.append(
+    lessons_created = [0]
+
+    def batches() -> Iterator[Batch]:
+        now = utcnow()
+        zones: dict[str, tuple[ZoneInfo, date]] = {}  # zone name -> (zone, today there)
+        availability: list[dict[str, Any]] = []
+        overrides: list[dict[str, Any]] = []
+        bookings: list[dict[str, Any]] = []
+        for tutor_id, email, zone_name, status, lesson_minutes, lesson_price, lesson_currency in tutors:
+            if len(availability) >= CHUNK_TUTORS:
+                yield [(AVAILABILITY, availability), (OVERRIDES, overrides), (BOOKINGS, bookings)]
+                availability, overrides, bookings = [], [], []
+            known = zones.get(zone_name)
+            if known is None:
+                zone = ZoneInfo(zone_name)
+                known = zones[zone_name] = (zone, now.astimezone(zone).date())
+            zone, today = known
+            is_clara = email == TUTOR_EMAIL
+            weekly = CLARA["weekly"] if is_clara else _weekly(rng)
+            rules = {k: v for k, v in CLARA.items() if k != "weekly"} if is_clara else _rules(rng)
+            availability.append(
                 {
                     "id": uuid.UUID(int=rng.getrandbits(128), version=4),
                     "tutor_id": tutor_id,
-                    "student_id": student,
-                    "starts_at": start,
-                    "ends_at": end,
-                    "blocked_from": start - timedelta(minutes=rules["buffer_before"]),
-                    "blocked_until": end + timedelta(minutes=rules["buffer_after"]),
-                    "status": BookingStatus.confirmed,
-                    "kind": BookingKind.lesson,
-                    "price_amount": lesson_price,
-                    "currency": lesson_currency or "EUR",
-                    "paid_at": booked,
-                    "confirmed_at": booked,
-                    "created_at": booked,
-                    "updated_at": booked,
+                    "zone": zone_name,
+                    "weekly": weekly,
+                    **rules,
+                    "created_at": now,
+                    "updated_at": now,
                 }
             )
-    await _insert(session, Availability, availability)
-    await _insert(session, AvailabilityOverride, overrides)
-    await _insert(session, Booking, bookings)
-    return len(availability), len(bookings)
+            holiday = today + timedelta(days=rng.randint(10, 40))
+            taken = {holiday}
+            overrides.append(
+                {
+                    "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                    "tutor_id": tutor_id,
+                    "on_date": holiday,
+                    "windows": [],
+                    "replace": True,
+                    "note": rng.choice(HOLIDAY_NOTES),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            if rng.random() < 0.3:
+                extra = today + timedelta(days=rng.randint(3, 20))
+                if extra not in taken and extra.weekday() < 5:
+                    taken.add(extra)
+                    overrides.append(
+                        {
+                            "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                            "tutor_id": tutor_id,
+                            "on_date": extra,
+                            "windows": [list(EXTRA_MORNING)],
+                            "replace": False,
+                            "note": "",
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+            if status != ProfileStatus.approved or not student_ids or not lesson_minutes or lesson_price is None:
+                continue
+            count = 3 if is_clara else rng.choice((0, 0, 0, 1, 2))
+            lessons = _lessons(
+                rng, count=count, zone=zone, today=today, weekly=weekly, blocked_days=taken, duration=lesson_minutes
+            )
+            for index, (start, end) in enumerate(lessons):
+                student = sam if is_clara and index == 0 and sam else rng.choice(student_ids)
+                booked = now - timedelta(days=rng.randint(1, 10), minutes=rng.randint(0, 600))
+                lessons_created[0] += 1
+                bookings.append(
+                    {
+                        "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                        "tutor_id": tutor_id,
+                        "student_id": student,
+                        "starts_at": start,
+                        "ends_at": end,
+                        "blocked_from": start - timedelta(minutes=rules["buffer_before"]),
+                        "blocked_until": end + timedelta(minutes=rules["buffer_after"]),
+                        "status": BookingStatus.confirmed,
+                        "kind": BookingKind.lesson,
+                        "price_amount": lesson_price,
+                        "currency": lesson_currency or "EUR",
+                        "paid_at": booked,
+                        "confirmed_at": booked,
+                        "created_at": booked,
+                        "updated_at": booked,
+                    }
+                )
+        yield [(AVAILABILITY, availability), (OVERRIDES, overrides), (BOOKINGS, bookings)]
+
+    await bulk_load(session, batches())
+    return len(tutors), lessons_created[0]

@@ -7,10 +7,11 @@ from __future__ import annotations
 import io
 import random
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.accounts.models import Role, User
@@ -150,29 +151,47 @@ def _avatar(letter: str, colour: tuple[int, int, int]) -> dict[str, Any]:
     return store_photo(photos.process_photo(buffer.getvalue()))
 
 
+class _Taxonomy:
+    """The active taxonomy, with the per-tutor lists precomputed (a demo draws from them 100,000 times)."""
+
+    def __init__(self, taxonomy: dict[str, list[str]], names: dict[str, str]) -> None:
+        self.instruments = taxonomy["instrument"]
+        self.genres = taxonomy["genre"]
+        self.languages = taxonomy["language"]
+        self.language_set = frozenset(self.languages)
+        self.names = names
+        self.other_instruments = {slug: [i for i in self.instruments if i != slug] for slug in self.instruments}
+        self.other_genres = {slug: [g for g in self.genres if g != slug] for slug in self.genres}
+
+
 def _document(
     rng: random.Random,
     index: int,
     user: dict,
-    city: City,
+    city: dict[str, Any],
+    city_name: str,
     currency: str,
     local_langs: list[str],
-    taxonomy: dict[str, list[str]],
-    names: dict[str, str],
+    taxonomy: _Taxonomy,
     avatar: dict | None,
 ) -> dict[str, Any]:
     # The first instrument and genre go round the taxonomy, so that even a small demo covers it.
-    main_instrument = taxonomy["instrument"][index % len(taxonomy["instrument"])]
-    main_genre = taxonomy["genre"][index % len(taxonomy["genre"])]
+    main_instrument = taxonomy.instruments[index % len(taxonomy.instruments)]
+    main_genre = taxonomy.genres[index % len(taxonomy.genres)]
     if user["display_name"] == "Clara Klavier":  # the demo log-in teaches what her name says
         main_instrument, main_genre = "piano", "jazz"
-    others = [i for i in taxonomy["instrument"] if i != main_instrument]
+    others = taxonomy.other_instruments.get(main_instrument)
+    if others is None:  # (a main instrument outside the active taxonomy)
+        others = [i for i in taxonomy.instruments if i != main_instrument]
     instruments = [main_instrument, *rng.sample(others, k=rng.choice((0, 0, 1, 2)))]
-    genres = [main_genre, *rng.sample([g for g in taxonomy["genre"] if g != main_genre], k=rng.randint(0, 3))]
-    langs = list(dict.fromkeys(["en", *local_langs, *rng.sample(taxonomy["language"], k=rng.choice((0, 0, 1)))]))
-    langs = [lang for lang in langs if lang in taxonomy["language"]][:4]
-    first = names[instruments[0]]
-    genre = names[genres[0]]
+    other_genres = taxonomy.other_genres.get(main_genre)
+    if other_genres is None:
+        other_genres = [g for g in taxonomy.genres if g != main_genre]
+    genres = [main_genre, *rng.sample(other_genres, k=rng.randint(0, 3))]
+    langs = list(dict.fromkeys(["en", *local_langs, *rng.sample(taxonomy.languages, k=rng.choice((0, 0, 1)))]))
+    langs = [lang for lang in langs if lang in taxonomy.language_set][:4]
+    first = taxonomy.names[instruments[0]]
+    genre = taxonomy.names[genres[0]]
     years = rng.randint(2, 35)
     durations = sorted([*rng.sample([30, 45, 90], k=rng.randint(0, 2)), 60])
     hourly = rng.uniform(*PRICE_60[currency])
@@ -189,7 +208,7 @@ def _document(
         "languages": langs,
         "online": (not in_person) or rng.random() < 0.7,
         "in_person": in_person,
-        "city": city.as_dict(),
+        "city": city,
         "travel_radius_km": rng.choice((0, 5, 10, 25)) if in_person else 0,
         "currency": currency,
         "durations": [{"minutes": m, "price": _price(hourly, currency, m)} for m in sorted(set(durations))],
@@ -197,25 +216,31 @@ def _document(
         "bio": rng.choice(BIOS).format(instrument=first.lower(), genre=genre.lower(), years=years),
         "intro_video": "https://www.youtube.com/watch?v=dQw4w9WgXcQ" if rng.random() < 0.2 else None,
         "experience_years": years,
-        "qualifications": rng.choice(QUALIFICATIONS).format(city=city.name),
+        "qualifications": rng.choice(QUALIFICATIONS).format(city=city_name),
     }
     if avatar:
         doc["photo"] = avatar
     return doc
 
 
+RATINGS = (5, 4, 3, 2, 1)
+RATING_CUM_WEIGHTS = (60, 85, 94, 98, 100)  # weights 60, 25, 9, 4, 2
+REVIEWS_PER_TUTOR = (0, 1, 2, 3, 5, 8)
+CHUNK_TUTORS = 10_000  # tutors generated and loaded at a time (bounded memory at any demo size)
+
+
 async def demo_tutor_profiles(session: AsyncSession, *, rng: random.Random, with_reviews: bool = True) -> int:
     """Give every demo tutor without a profile one, plus reviews for the approved ones."""
-    from marketplace.demo import DEMO_DOMAIN, TUTOR_EMAIL
+    from marketplace.demo import DEMO_DOMAIN, TUTOR_EMAIL, Batch, bulk_load
     from marketplace.tutors.services import slugify
 
     terms = (await session.execute(select(TaxonomyTerm).where(TaxonomyTerm.active.is_(True)))).scalars().all()
-    taxonomy: dict[str, list[str]] = {k.value: [] for k in TaxonomyKind}
+    by_kind: dict[str, list[str]] = {k.value: [] for k in TaxonomyKind}
     names = {}
     for term in sorted(terms, key=lambda t: (t.kind.value, t.slug)):
-        taxonomy[term.kind.value].append(term.slug)
+        by_kind[term.kind.value].append(term.slug)
         names[term.slug] = term.names.get("en", term.slug)
-    cities = demo_cities()
+    taxonomy = _Taxonomy(by_kind, names)
     tutors = (
         await session.execute(
             select(User.id, User.email, User.display_name)
@@ -237,109 +262,127 @@ async def demo_tutor_profiles(session: AsyncSession, *, rng: random.Random, with
         .scalars()
         .all()
     )
-    avatars: dict[str, dict] = {}
-    now = utcnow()
-    profiles, bookings, reviews = [], [], []
-    for index, (user_id, email, display_name) in enumerate(tutors):
-        city, currency, local_langs = cities[index % len(cities)] if email != TUTOR_EMAIL else cities[0]
-        letter = (display_name[:1] or "C").upper()
-        if letter not in avatars and len(avatars) < 40:
-            avatars[letter] = _avatar(letter, AVATAR_COLOURS[len(avatars) % len(AVATAR_COLOURS)])
-        doc = _document(
-            rng,
-            index,
-            {"display_name": display_name},
-            city,
-            currency,
-            local_langs,
-            taxonomy,
-            names,
-            avatars.get(letter),
-        )
-        # Fixed shares, so that even a small demo has work in every admin queue.
-        status = (
-            ProfileStatus.approved
-            if email == TUTOR_EMAIL
-            else ProfileStatus.pending
-            if index % 20 == 7
-            else ProfileStatus.suspended
-            if index % 25 == 11
-            else ProfileStatus.draft
-            if index % 50 == 3
-            else ProfileStatus.approved
-        )
-        profile_id = uuid.UUID(int=rng.getrandbits(128), version=4)
-        created = now - timedelta(days=rng.randint(1, 700))
-        rating_count = rating_sum = lessons = 0
-        if with_reviews and status == ProfileStatus.approved and students:
-            for _ in range(rng.choice((0, 1, 2, 3, 5, 8))):
-                student_id = rng.choice(students)
-                starts = now - timedelta(days=rng.randint(3, 300), hours=rng.randint(0, 12))
-                booking_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+
+    def batches() -> Iterator[Batch]:
+        # One shared location dict per city (rows are serialized one by one; nothing mutates them).
+        cities = [(city.as_dict(), city.name, currency, langs) for city, currency, langs in demo_cities()]
+        slugs: dict[str, str] = {}  # display name -> slug (a few hundred distinct names)
+        avatars: dict[str, dict] = {}
+        now = utcnow()
+        choice, randint, getrandbits = rng.choice, rng.randint, rng.getrandbits
+        profiles: list[dict[str, Any]] = []
+        bookings: list[dict[str, Any]] = []
+        reviews: list[dict[str, Any]] = []
+        for index, (user_id, email, display_name) in enumerate(tutors):
+            city, city_name, currency, local_langs = cities[index % len(cities)] if email != TUTOR_EMAIL else cities[0]
+            letter = (display_name[:1] or "C").upper()
+            if letter not in avatars and len(avatars) < 40:
+                avatars[letter] = _avatar(letter, AVATAR_COLOURS[len(avatars) % len(AVATAR_COLOURS)])
+            doc = _document(
+                rng,
+                index,
+                {"display_name": display_name},
+                city,
+                city_name,
+                currency,
+                local_langs,
+                taxonomy,
+                avatars.get(letter),
+            )
+            # Fixed shares, so that even a small demo has work in every admin queue.
+            status = (
+                ProfileStatus.approved
+                if email == TUTOR_EMAIL
+                else ProfileStatus.pending
+                if index % 20 == 7
+                else ProfileStatus.suspended
+                if index % 25 == 11
+                else ProfileStatus.draft
+                if index % 50 == 3
+                else ProfileStatus.approved
+            )
+            profile_id = uuid.UUID(int=getrandbits(128), version=4)
+            created = now - timedelta(days=randint(1, 700))
+            rating_count = rating_sum = lessons = 0
+            if with_reviews and status == ProfileStatus.approved and students:
                 price = doc["durations"][0]["price"]
-                bookings.append(
-                    {
-                        "id": booking_id,
-                        "tutor_id": user_id,
-                        "student_id": student_id,
-                        "starts_at": starts,
-                        "ends_at": starts + timedelta(minutes=60),
-                        "blocked_from": starts,
-                        "blocked_until": starts + timedelta(minutes=60),
-                        "status": BookingStatus.completed,
-                        "price_amount": price,
-                        "currency": currency,
-                        "paid_at": starts - timedelta(days=2),
-                        "completed_at": starts + timedelta(hours=1),
-                        "created_at": starts - timedelta(days=3),
-                        "updated_at": starts,
-                    }
-                )
-                rating = rng.choices((5, 4, 3, 2, 1), weights=(60, 25, 9, 4, 2))[0]
-                reviews.append(
-                    {
-                        "id": uuid.UUID(int=rng.getrandbits(128), version=4),
-                        "booking_id": booking_id,
-                        "tutor_id": user_id,
-                        "student_id": student_id,
-                        "rating": rating,
-                        "text": rng.choice(REVIEW_TEXTS[rating]),
-                        "editable_until": starts + timedelta(days=7, hours=2),
-                        "created_at": starts + timedelta(hours=2),
-                        "updated_at": starts + timedelta(hours=2),
-                    }
-                )
-                rating_count += 1
-                rating_sum += rating
-                lessons += 1
-        profiles.append(
-            {
-                "id": profile_id,
-                "user_id": user_id,
-                "slug": "clara-klavier" if email == TUTOR_EMAIL else f"{slugify(display_name)}-{index + 1}",
-                "status": status,
-                "onboarding_step": 6 if status != ProfileStatus.draft else 3,
-                "draft": doc,
-                "live": doc if status in (ProfileStatus.approved, ProfileStatus.suspended) else None,
-                "changes_pending": False,
-                "submitted_at": created if status != ProfileStatus.draft else None,
-                "approved_at": created + timedelta(days=1)
-                if status in (ProfileStatus.approved, ProfileStatus.suspended)
-                else None,
-                "suspension_reason": "Reported for asking students to pay outside Cadenza."
-                if status == ProfileStatus.suspended
-                else None,
-                "rating_count": rating_count,
-                "rating_sum": rating_sum,
-                "lessons_taught": lessons,
-                "created_at": created,
-                "updated_at": created,
-            }
-        )
-    for rows, model in ((profiles, TutorProfile), (bookings, Booking), (reviews, Review)):
-        for start in range(0, len(rows), 2000):
-            await session.execute(insert(model), rows[start : start + 2000])
-    return len(profiles)
+                for _ in range(choice(REVIEWS_PER_TUTOR)):
+                    student_id = choice(students)
+                    starts = now - timedelta(days=randint(3, 300), hours=randint(0, 12))
+                    booking_id = uuid.UUID(int=getrandbits(128), version=4)
+                    ends = starts + timedelta(minutes=60)
+                    bookings.append(
+                        {
+                            "id": booking_id,
+                            "tutor_id": user_id,
+                            "student_id": student_id,
+                            "starts_at": starts,
+                            "ends_at": ends,
+                            "blocked_from": starts,
+                            "blocked_until": ends,
+                            "status": BookingStatus.completed,
+                            "price_amount": price,
+                            "currency": currency,
+                            "paid_at": starts - timedelta(days=2),
+                            "completed_at": ends,
+                            "created_at": starts - timedelta(days=3),
+                            "updated_at": starts,
+                        }
+                    )
+                    rating = rng.choices(RATINGS, cum_weights=RATING_CUM_WEIGHTS)[0]
+                    reviewed = starts + timedelta(hours=2)
+                    reviews.append(
+                        {
+                            "id": uuid.UUID(int=getrandbits(128), version=4),
+                            "booking_id": booking_id,
+                            "tutor_id": user_id,
+                            "student_id": student_id,
+                            "rating": rating,
+                            "text": choice(REVIEW_TEXTS[rating]),
+                            "editable_until": starts + timedelta(days=7, hours=2),
+                            "created_at": reviewed,
+                            "updated_at": reviewed,
+                        }
+                    )
+                    rating_count += 1
+                    rating_sum += rating
+                    lessons += 1
+            slug = slugs.get(display_name)
+            if slug is None:
+                slug = slugs[display_name] = slugify(display_name)
+            profiles.append(
+                {
+                    "id": profile_id,
+                    "user_id": user_id,
+                    "slug": "clara-klavier" if email == TUTOR_EMAIL else f"{slug}-{index + 1}",
+                    "status": status,
+                    "onboarding_step": 6 if status != ProfileStatus.draft else 3,
+                    "draft": doc,
+                    "live": doc if status in (ProfileStatus.approved, ProfileStatus.suspended) else None,
+                    "changes_pending": False,
+                    "submitted_at": created if status != ProfileStatus.draft else None,
+                    "approved_at": created + timedelta(days=1)
+                    if status in (ProfileStatus.approved, ProfileStatus.suspended)
+                    else None,
+                    "suspension_reason": "Reported for asking students to pay outside Cadenza."
+                    if status == ProfileStatus.suspended
+                    else None,
+                    "rating_count": rating_count,
+                    "rating_sum": rating_sum,
+                    "lessons_taught": lessons,
+                    "created_at": created,
+                    "updated_at": created,
+                }
+            )
+            if len(profiles) >= CHUNK_TUTORS:
+                # Bookings before the reviews that point at them.
+                yield [(TutorProfile.__table__, profiles), (Booking.__table__, bookings), (Review.__table__, reviews)]
+                profiles, bookings, reviews = [], [], []
+        if profiles:
+            yield [(TutorProfile.__table__, profiles), (Booking.__table__, bookings), (Review.__table__, reviews)]
+
+    await bulk_load(session, batches())
+    return len(tutors)
 
 
 REVIEW_TEXTS = {
