@@ -20,8 +20,9 @@ over plain HTTP on 127.0.0.1. LiveKit settings point at a local fake Twirp serve
    each sending its next delivery as soon as the previous one is answered, ``--webhooks`` in
    total (sustained: a saturation test), then ``--burst-count`` deliveries in bursts of
    ``--concurrency`` arriving at once, ``--burst-pause`` apart: p50/p95/p99 of each and the status
-   counts. Target: p95 under 50 ms. Also how long after the last answer the jobs had applied every
-   event, and a check that attendance is complete.
+   counts. Target: p95 under 50 ms. Also the web processes' CPU time per delivery (from /proc: a
+   figure that hardly depends on the machine's other load), how long after the last answer the jobs
+   had applied every event, and a check that attendance is complete.
 
 The load generator is a small raw-socket HTTP/1.1 client (cheaper than httpx), running on the same
 two cores as the server: the latencies include that competition.
@@ -228,6 +229,26 @@ async def wait_applied(seconds: float) -> tuple[int, int]:
     return pending, sessions
 
 
+def server_cpu_seconds(procs: list) -> float:
+    """CPU seconds (user and system) used so far by the web server's processes: the uvicorn worker
+    processes (children of ``marketplace run``) and the supervisor itself. Read from /proc (Linux);
+    0.0 where it cannot be read. Unlike latencies, this figure hardly depends on what else the
+    machine is running."""
+    root = procs[0].pid
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == root or int(fields[1]) == root:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def start_processes(args: argparse.Namespace, env: dict[str, str], var_dir: Path, port: int, procs: list) -> None:
     """``marketplace run --workers N`` (and ``marketplace worker`` with the Redis broker); waits
     until /healthz answers. The processes are appended to ``procs`` as they start."""
@@ -338,12 +359,16 @@ async def run_single(args: argparse.Namespace) -> dict:
         assert statuses == {200: len(warm)}, statuses
         await wait_applied(60)  # the warm-up's jobs finish before the measurement
         load_before = loadavg()
+        cpu_before = server_cpu_seconds(procs)
         latencies, statuses, wall = await exchange(port, hooks, args.concurrency)
         t_answered = time.perf_counter()
+        cpu_sustained = server_cpu_seconds(procs) - cpu_before
         pending, sessions = await wait_applied(300)
         applied_after = time.perf_counter() - t_answered
         burst_hooks = webhook_requests(port, room=room, people=people, count=args.burst_count, first_sid=2_000_000)
+        cpu_before = server_cpu_seconds(procs)
         burst_latencies, burst_statuses = await bursts(port, burst_hooks, args.concurrency, args.burst_pause)
+        cpu_bursts = server_cpu_seconds(procs) - cpu_before
         assert burst_statuses == {200: len(burst_hooks)}, burst_statuses
         pending, sessions = await wait_applied(300)
         result.update(
@@ -359,13 +384,16 @@ async def run_single(args: argparse.Namespace) -> dict:
             pending=pending,
             sessions_ok=sessions == (len(warm) + len(hooks) + len(burst_hooks)) // 2,
             load=load_before,
+            cpu_per_webhook_us=cpu_sustained / len(hooks) * 1e6,
+            cpu_per_burst_webhook_us=cpu_bursts / len(burst_hooks) * 1e6,
         )
         print(
             f"  webhook endpoint, {args.webhooks} deliveries, {args.concurrency} concurrent: "
             f"p50 {result['webhook_p50']:.1f} ms, p95 {result['webhook_p95']:.1f} ms, "
             f"p99 {result['webhook_p99']:.1f} ms, {result['webhook_rate']:.0f}/s, statuses {statuses}; "
             f"all applied by the jobs {applied_after:.2f} s after the last answer "
-            f"(pending {pending}); load average before {load_before}",
+            f"(pending {pending}); web server CPU {result['cpu_per_webhook_us']:.0f} us per delivery; "
+            f"load average before {load_before}",
             flush=True,
         )
         print(
@@ -469,6 +497,7 @@ def main() -> int:
         ("webhook sustained per s", lambda r: f"{r['webhook_rate']:.0f}"),
         ("webhook bursts p50/p95", lambda r: f"{r['burst_p50']:.1f} / {r['burst_p95']:.1f}"),
         ("webhook bursts p99 (ms)", lambda r: f"{r['burst_p99']:.1f}"),
+        ("server CPU/delivery (us)", lambda r: f"{r['cpu_per_webhook_us']:.0f} / {r['cpu_per_burst_webhook_us']:.0f}"),
         ("all applied after (s)", lambda r: f"{r['applied_after']:.2f}"),
         ("attendance complete", lambda r: "yes" if r["sessions_ok"] and not r["pending"] else "NO"),
     ]
@@ -479,7 +508,8 @@ def main() -> int:
     print(f"targets: token p95 < 20 ms; webhook p95 < 50 ms at {args.concurrency} concurrent; load average {loadavg()}")
     print(
         "sustained: every connection sends its next delivery as soon as the last is answered (a saturation "
-        "test: latency = concurrency / throughput); bursts: all deliveries of a burst arrive at once"
+        "test: latency = concurrency / throughput); bursts: all deliveries of a burst arrive at once; "
+        "server CPU/delivery: CPU time of the web processes per delivery (sustained / bursts)"
     )
     return 0
 

@@ -410,13 +410,11 @@ class LiveKitWebhookController(Controller):
             event = livekit.verify_webhook(body, request.headers.get("authorization"))
         except livekit.WebhookRefused:
             return _json({"error": "invalid signature", "detail": _("The webhook signature is not valid.")}, 401)
-        try:
-            async with services.store_queue(), transaction() as session:
-                # One statement: the raw event stored once by its id for the room's lesson; the job
-                # that applies it is sent after commit.
-                result = await services.webhook_store(session, event=event, payload=body.decode("utf-8"))
-        except services.UnknownRoom as exc:
-            return _json({"error": "unknown room", "detail": exc.message}, 404)
+        # Stored once by its id for the room's lesson, committed together with the events other
+        # requests are storing meanwhile (group commit); the job that applies it is sent after.
+        result = await services.webhook_receive(event, body.decode("utf-8"))
+        if result.status == "unknown_room":
+            return _json({"error": "unknown room", "detail": _("This room is not a lesson room.")}, 404)
         return _json({"status": result.status, "event": result.event}, 200)
 
 

@@ -16,6 +16,7 @@ client is made per call (``server()``), and tokens and webhook checks are local 
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,6 +112,12 @@ def participant_token(
     return IssuedToken(jwt=token.to_jwt(), identity=identity, room=room, expires_at=now + ttl)
 
 
+@functools.lru_cache(maxsize=4)
+def _receiver(key: str, secret: str) -> api.WebhookReceiver:
+    """One ``WebhookReceiver`` per key and secret (it keeps no state between calls)."""
+    return api.WebhookReceiver(api.TokenVerifier(key, secret))
+
+
 def verify_webhook(body: bytes, authorization: str | None) -> WebhookEvent:
     """The webhook event if ``authorization`` is our key's JWT over ``body``; else WebhookRefused."""
     settings = get_settings()
@@ -125,7 +132,7 @@ def verify_webhook(body: bytes, authorization: str | None) -> WebhookEvent:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WebhookRefused("body is not UTF-8") from exc
-    receiver = api.WebhookReceiver(api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret))
+    receiver = _receiver(settings.livekit_api_key, settings.livekit_api_secret)
     try:
         return receiver.receive(text, token)
     except Exception as exc:  # the SDK raises jwt errors, plain Exceptions and protobuf ParseErrors

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import TextClause
 
 from lessons import livekit
 from lessons.attendance import Decision, decide
@@ -229,16 +230,15 @@ async def _room_prepare_on_join(*, booking_id: uuid.UUID, now: datetime) -> str:
 
 # ---- webhooks --------------------------------------------------------------------------------
 #
-# The endpoint verifies the signature, stores the raw event once by its id in one statement
-# (INSERT ... SELECT the room's booking ... ON CONFLICT DO NOTHING RETURNING) and answers; after
-# commit a job applies the lesson's pending events (``webhooks_apply_pending``; one job per burst,
-# see ``_send_apply``). The reconcile job and the decision apply whatever a lost job left. Applying is
-# idempotent and order-independent: joins and leaves fill the two ends of a participant session
-# keyed by its sid, and each stored event is applied once (``applied_at``).
-
-
-class UnknownRoom(NotFound):
-    pass
+# The endpoint verifies the signature and hands the event to this process's inbox
+# (``webhook_receive``): the events that arrive while one batch is being written are written
+# together in the next transaction (group commit: one SELECT of the rooms, one multi-row INSERT ...
+# ON CONFLICT (event_id) DO NOTHING RETURNING, one commit), and each request answers once its own
+# row is committed. After commit a job applies the lesson's pending events
+# (``webhooks_apply_pending``; one job per burst, see ``_send_apply``). The reconcile job and the
+# decision apply whatever a lost job left. Applying is idempotent and order-independent: joins and
+# leaves fill the two ends of a participant session keyed by its sid, and each stored event is
+# applied once (``applied_at``).
 
 
 def _ts(seconds: int) -> datetime | None:
@@ -247,7 +247,7 @@ def _ts(seconds: int) -> datetime | None:
 
 @dataclass(frozen=True)
 class WebhookResult:
-    status: str  # "accepted" (stored, a job applies it), "duplicate", "ignored"
+    status: str  # "accepted" (stored, a job applies it), "duplicate", "ignored", "unknown_room"
     event: str
     booking_id: uuid.UUID | None = None
 
@@ -278,95 +278,217 @@ def _send_apply(booking_id: uuid.UUID) -> None:
     lessons_webhooks_apply.send_with_options(args=(str(booking_id),), delay=APPLY_DELAY_MS)
 
 
-_store_locks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
+@dataclass(frozen=True)
+class IncomingEvent:
+    """A verified event as it is stored: its id, name, room, time and raw body."""
 
+    event_id: str
+    event: str
+    room_name: str
+    occurred_at: datetime | None
+    payload: str
 
-def store_queue() -> contextlib.AbstractAsyncContextManager[object]:
-    """On SQLite, the webhook deliveries of this process take turns (FIFO) before they ask for the
-    write lock: waiting on SQLite's lock means its busy handler's sleeps (up to 100 ms each), which
-    dominate under concurrent deliveries. Other processes still contend, a few instead of dozens.
-    Nothing on PostgreSQL, where the inserts run concurrently."""
-    from marketplace.settings import get_settings
-
-    if not get_settings().database_url.startswith("sqlite"):
-        return contextlib.nullcontext()
-    loop = asyncio.get_running_loop()
-    entry = _store_locks.get(id(loop))
-    if entry is None or entry[0] is not loop:
-        entry = (loop, asyncio.Lock())
-        _store_locks[id(loop)] = entry
-    return entry[1]
-
-
-def _store_event_statement(postgresql: bool) -> TextClause:
-    """INSERT the event for the lesson whose room it names, once by its id: one statement, so one
-    round-trip (a textual statement: ``Insert.from_select`` is not in SQLAlchemy's compiled cache
-    and would be compiled on every request). RETURNING the booking id when a row was stored."""
-    from sqlalchemy import bindparam, text
-    from sqlalchemy.types import String, Text, Uuid
-
-    from marketplace.db import UTCDateTime
-
-    def typed(name: str, sql_type: str) -> str:
-        return f"CAST(:{name} AS {sql_type})" if postgresql else f":{name}"
-
-    sql = (
-        "INSERT INTO lesson_webhook_events"  # noqa: S608 - constant text, every value is a bound parameter
-        " (id, created_at, updated_at, event_id, event, room_name, occurred_at, payload, booking_id)"
-        f" SELECT {typed('id', 'UUID')}, {typed('now', 'TIMESTAMP WITH TIME ZONE')},"
-        f" {typed('now', 'TIMESTAMP WITH TIME ZONE')}, {typed('event_id', 'VARCHAR')}, {typed('event', 'VARCHAR')},"
-        f" {typed('room_name', 'VARCHAR')}, {typed('occurred_at', 'TIMESTAMP WITH TIME ZONE')},"
-        f" {typed('payload', 'TEXT')}, lesson_rooms.booking_id"
-        " FROM lesson_rooms WHERE lesson_rooms.name = :room_name"
-        " ON CONFLICT (event_id) DO NOTHING RETURNING booking_id"
-    )
-    return (
-        text(sql)
-        .bindparams(
-            bindparam("id", type_=Uuid()),
-            bindparam("now", type_=UTCDateTime()),
-            bindparam("event_id", type_=String()),
-            bindparam("event", type_=String()),
-            bindparam("room_name", type_=String()),
-            bindparam("occurred_at", type_=UTCDateTime()),
-            bindparam("payload", type_=Text()),
+    @classmethod
+    def of(cls, event, payload: str) -> IncomingEvent:
+        """From a verified ``WebhookEvent``; ValidationFailed without an id."""
+        if not event.id:
+            raise ValidationFailed(_("The event has no id."))
+        return cls(
+            event_id=event.id[:100],
+            event=event.event[:40],
+            room_name=event_room_name(event)[:64],
+            occurred_at=_ts(event.created_at),
+            payload=payload,
         )
-        .columns(booking_id=Uuid())
-    )
 
 
-_STORE_EVENT = {False: _store_event_statement(False), True: _store_event_statement(True)}
+_INSERT_EVENTS: dict[str, object] = {}
 
 
-async def webhook_store(session: AsyncSession, *, event, payload: str, now: datetime | None = None) -> WebhookResult:
-    """Store one verified event once by its id, for the lesson whose room it names; the job that
-    applies it is sent after commit. UnknownRoom when no lesson has this room."""
+def _insert_events_statement(dialect: str):
+    """INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id, built once per dialect
+    (cached compiled form; many rows become one multi-row statement, "insertmanyvalues")."""
+    statement = _INSERT_EVENTS.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        table = WebhookEvent.__table__
+        statement = insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id]).returning(table.c.event_id)
+        _INSERT_EVENTS[dialect] = statement
+    return statement
+
+
+async def webhooks_store(
+    session: AsyncSession, items: list[IncomingEvent], *, now: datetime | None = None
+) -> list[WebhookResult]:
+    """Store verified events once by id, each for the lesson whose room it names, in the session's
+    transaction: one query for the rooms, one INSERT for the new rows. The result per item, in
+    order: "accepted" (stored now; the job that applies the lesson's events is sent after
+    commit), "duplicate" (stored before, or earlier in ``items``), "ignored" (no room) or
+    "unknown_room" (no lesson has this room: nothing stored)."""
     now = _now(now)
-    name = event.event
-    if not event.id:
-        raise ValidationFailed(_("The event has no id."))
-    room_name = event_room_name(event)
-    if not room_name:
-        return WebhookResult("ignored", name)
-    params = {
-        "id": uuid.uuid4(),
-        "now": now,
-        "event_id": event.id[:100],
-        "event": name[:40],
-        "room_name": room_name[:64],
-        "occurred_at": _ts(event.created_at) or now,
-        "payload": payload,
-    }
-    statement = _STORE_EVENT[session.get_bind().dialect.name == "postgresql"]
-    booking_id = (await session.execute(statement, params)).scalar_one_or_none()
-    if booking_id is not None:
-        after_commit(session, lambda: _send_apply(booking_id))
-        return WebhookResult("accepted", name, booking_id)
-    # Not inserted: a replay, or a room that is no lesson's (the rare paths pay a second read).
-    seen = (await session.execute(select(WebhookEvent.id).where(WebhookEvent.event_id == event.id[:100]))).first()
-    if seen is not None:
-        return WebhookResult("duplicate", name)
-    raise UnknownRoom(_("This room is not a lesson room."))
+    names = {item.room_name for item in items if item.room_name}
+    rooms: dict[str, uuid.UUID] = {}
+    if names:
+        rooms = dict(
+            (await session.execute(select(LessonRoom.name, LessonRoom.booking_id).where(LessonRoom.name.in_(names))))
+            .tuples()
+            .all()
+        )
+    rows: dict[str, dict[str, object]] = {}
+    for item in items:
+        booking_id = rooms.get(item.room_name)
+        if booking_id is not None and item.event_id not in rows:
+            rows[item.event_id] = {
+                "id": uuid.uuid4(),
+                "created_at": now,
+                "updated_at": now,
+                "event_id": item.event_id,
+                "event": item.event,
+                "room_name": item.room_name,
+                "booking_id": booking_id,
+                "occurred_at": item.occurred_at or now,
+                "payload": item.payload,
+            }
+    stored: set[str] = set()
+    if rows:
+        statement = _insert_events_statement(session.get_bind().dialect.name)
+        stored = set((await session.execute(statement, list(rows.values()))).scalars())
+    bookings = {rows[event_id]["booking_id"] for event_id in stored}
+    for booking_id in bookings:
+        after_commit(session, lambda booking_id=booking_id: _send_apply(booking_id))
+    results = []
+    answered: set[str] = set()
+    for item in items:
+        if not item.room_name:
+            results.append(WebhookResult("ignored", item.event))
+            continue
+        booking_id = rooms.get(item.room_name)
+        if booking_id is None:
+            results.append(WebhookResult("unknown_room", item.event))
+        elif item.event_id in stored and item.event_id not in answered:
+            answered.add(item.event_id)
+            results.append(WebhookResult("accepted", item.event, booking_id))
+        else:
+            results.append(WebhookResult("duplicate", item.event, booking_id))
+    return results
+
+
+class _SqliteWriteGate:
+    """On SQLite, writers that would otherwise wait for the database's write lock in SQLite's busy
+    handler (sleeps of up to 100 ms between tries, and no order: under steady load some wait for
+    seconds) take turns on an exclusive ``flock`` of a file beside the database instead: the kernel
+    wakes the next holder as soon as the lock is released, across the web processes and the job
+    worker. Within a process they queue on an asyncio lock first, so one thread waits on the file.
+    Used by the webhook inbox and the job that applies the events; other writers are unchanged
+    (they still meet the database's own lock). Nothing on PostgreSQL."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
+
+    def _path(self) -> str | None:
+        url = get_settings().database_url
+        if not url.startswith("sqlite"):
+            return None
+        path = url.split("///", 1)[-1].split("?", 1)[0]
+        return None if not path or path == ":memory:" else path + ".write-gate"
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        path = self._path()
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system: the busy handler alone
+            path = None
+        if path is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        entry = self._locks.get(id(loop))
+        if entry is None or entry[0] is not loop:
+            entry = (loop, asyncio.Lock())
+            self._locks[id(loop)] = entry
+        async with entry[1]:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+                    try:
+                        await asyncio.shield(waiting)
+                    except asyncio.CancelledError:
+                        with contextlib.suppress(BaseException):  # let the wait end before the fd closes
+                            await waiting
+                        raise
+                yield
+            finally:
+                os.close(fd)  # releases the lock
+
+
+sqlite_write_gate = _SqliteWriteGate()
+
+
+class _WebhookInbox:
+    """Group commit for incoming events: each caller waits for the transaction its event was
+    written in; events that arrive meanwhile go into the next one (no added delay when idle)."""
+
+    MAX_BATCH = 500
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: list[tuple[IncomingEvent, asyncio.Future[WebhookResult]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def put(self, item: IncomingEvent) -> WebhookResult:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests, CLI): start afresh
+            self._loop, self._queue, self._task = loop, [], None
+        future: asyncio.Future[WebhookResult] = loop.create_future()
+        self._queue.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        from marketplace.db import transaction
+
+        while self._queue:
+            batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
+            items = [item for item, _future in batch]
+            try:
+                async with sqlite_write_gate.hold(), transaction() as session:
+                    results = await webhooks_store(session, items)
+            except Exception:
+                # One bad row must not fail the others: each alone (the failing caller answers
+                # with an error, and the sender retries).
+                log.warning("storing %d webhook events together failed; one by one", len(batch), exc_info=True)
+                for item, future in batch:
+                    try:
+                        async with sqlite_write_gate.hold(), transaction() as session:
+                            (result,) = await webhooks_store(session, [item])
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_item, future), result in zip(batch, results, strict=True):
+                if not future.done():  # a caller that went away is not waited for
+                    future.set_result(result)
+
+
+_inbox = _WebhookInbox()
+
+
+async def webhook_receive(event, payload: str) -> WebhookResult:
+    """Store one verified event (``livekit.verify_webhook``) once by its id, committed before this
+    returns (together with the events other requests of this process are storing: group commit).
+    ValidationFailed without an event id; the status "unknown_room" when no lesson has its room."""
+    return await _inbox.put(IncomingEvent.of(event, payload))
 
 
 async def webhooks_apply_pending(

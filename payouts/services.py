@@ -276,7 +276,9 @@ async def event_receive(*, endpoint: str, event: dict[str, Any]) -> bool:
 
 async def _store_events(batch: list[tuple[str, dict[str, Any]]]) -> set[str]:
     """Insert the events of ``batch`` that are not stored yet, in one transaction; their jobs are
-    sent after the commit. Returns the ids stored now."""
+    sent after the commit, before this returns (so before any caller answers), from a thread: with
+    the Redis broker each send is a round trip, which must not stall the event loop that is reading
+    the next deliveries. Returns the ids stored now."""
     from payouts.jobs import process_event
 
     wanted: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -306,11 +308,13 @@ async def _store_events(batch: list[tuple[str, dict[str, Any]]]) -> set[str]:
                 ],
             )
 
+    if new:
+
         def send() -> None:
             for event_id in new:
                 process_event.send(event_id)
 
-        after_commit(session, send)
+        await asyncio.to_thread(send)
     return set(new)
 
 

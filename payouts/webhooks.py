@@ -1,7 +1,8 @@
 """Stripe webhook endpoints: the platform's (``/webhooks/stripe``) and Connect's
 (``/webhooks/stripe-connect``). The signature is checked on the raw body with the endpoint's secret
-(``stripe.Webhook.construct_event``: HMAC-SHA256 over ``t.body``, with a timestamp tolerance); a
-verified event is stored once by its id and applied by a job, so the answer is immediate."""
+(``stripe.WebhookSignature.verify_header``, as ``stripe.Webhook.construct_event`` does: HMAC-SHA256
+over ``t.body``, with a timestamp tolerance); a verified event is stored once by its id (concurrent
+deliveries share one transaction) and applied by a job, so the answer is immediate."""
 
 from __future__ import annotations
 
@@ -40,20 +41,27 @@ async def _receive(request: Request, *, secret: str, endpoint: str) -> Response:
         return Response({"error": "webhooks are not configured"}, status_code=404)
     body = await request.body()
     signature = request.headers.get("stripe-signature", "")
+    # What ``stripe.Webhook.construct_event`` does, without building a StripeObject we do not use
+    # (a tenth of a millisecond): the signature over the raw bytes, then the verified bytes as JSON.
     try:
-        event = stripe.Webhook.construct_event(body, signature, secret, tolerance=TOLERANCE_SECONDS)
+        stripe.WebhookSignature.verify_header(body.decode("utf-8"), signature, secret, TOLERANCE_SECONDS)
     except stripe.SignatureVerificationError:
         return Response({"error": "invalid signature"}, status_code=400)
+    except ValueError:  # not UTF-8
+        return Response({"error": "invalid payload"}, status_code=400)
+    try:
+        payload = json.loads(body)
     except ValueError:
         return Response({"error": "invalid payload"}, status_code=400)
-    payload = json.loads(body)  # the verified bytes, as plain JSON
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
+        return Response({"error": "invalid payload"}, status_code=400)
     if endpoint == "connect" and not payload.get("account"):
         return Response({"error": "not a Connect event"}, status_code=400)
     known = CONNECT_EVENTS if endpoint == "connect" else PLATFORM_EVENTS
     if payload.get("type") not in known:
         return Response({"received": True, "ignored": True})  # acknowledged, nothing to do
     new = await event_receive(endpoint=endpoint, event=payload)
-    log.debug("webhook %s %s new=%s", endpoint, event.id, new)
+    log.debug("webhook %s %s new=%s", endpoint, payload["id"], new)
     return Response({"received": True, "duplicate": not new})
 
 

@@ -7,6 +7,8 @@ drains the in-process worker before the tests look at attendance)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -324,3 +326,117 @@ async def test_the_apply_job_is_idempotent_and_a_replay_is_not_applied_twice(cli
         (row,) = (await session.execute(select(AttendanceSession))).scalars()
     assert row.joined_at == at and row.left_at == at + timedelta(minutes=1)
     assert await count(WebhookEvent) == 2
+
+
+# ---- the request path: group commit, the write gate, bad input ---------------------------------
+
+
+def _verified(body: str):
+    from lessons import livekit
+
+    return livekit.verify_webhook(body.encode(), sign_webhook(body))
+
+
+async def test_concurrent_deliveries_share_a_transaction_and_each_gets_its_own_answer(video, monkeypatch):
+    from lessons import services
+
+    lesson = await make_lesson(starts_in=timedelta(minutes=-10))
+    room = await room_name(lesson)
+    batches: list[int] = []
+    store = services.webhooks_store
+
+    async def counting(session, items, **kw):
+        batches.append(len(items))
+        return await store(session, items, **kw)
+
+    monkeypatch.setattr(services, "webhooks_store", counting)
+    now = datetime.now(UTC)
+    fresh = [
+        event_body("participant_joined", room=room, at=now, identity=str(lesson.student.id), sid=f"PA_{i}")
+        for i in range(20)
+    ]
+    replayed = event_body("participant_left", room=room, at=now, identity=str(lesson.tutor.id), event_id="EV_twice")
+    unknown = event_body("participant_joined", room="lesson-nobody", at=now, identity=str(lesson.tutor.id))
+    roomless = json.dumps({"event": "egress_updated", "id": "EV_noroom", "createdAt": str(int(now.timestamp()))})
+    bodies = [*fresh, replayed, replayed, unknown, roomless]
+    results = await asyncio.gather(*(services.webhook_receive(_verified(b), b) for b in bodies))
+    statuses = [r.status for r in results]
+    assert statuses[:20] == ["accepted"] * 20
+    assert sorted(statuses[20:22]) == ["accepted", "duplicate"]
+    assert statuses[22:] == ["unknown_room", "ignored"]
+    assert {r.booking_id for r in results[:22]} == {lesson.booking_id}
+    assert sum(batches) == len(bodies) and len(batches) <= 2  # one transaction (the first may go alone)
+    assert await count(WebhookEvent) == 21
+    # a replay later is recognised by its id, also when it comes again in a batch of its own
+    again = await services.webhook_receive(_verified(replayed), replayed)
+    assert again.status == "duplicate" and await count(WebhookEvent) == 21
+    async with session_factory()() as session:
+        rows = list((await session.execute(select(WebhookEvent))).scalars())
+    assert sorted(r.payload for r in rows) == sorted({*fresh, replayed})
+    assert all(r.booking_id == lesson.booking_id and r.room_name == room and r.applied_at is None for r in rows)
+
+
+async def test_a_batch_that_fails_is_stored_one_by_one(video, monkeypatch):
+    from lessons import services
+
+    lesson = await make_lesson(starts_in=timedelta(minutes=-10))
+    room = await room_name(lesson)
+    store = services.webhooks_store
+    calls: list[int] = []
+
+    async def flaky(session, items, **kw):
+        calls.append(len(items))
+        if len(items) > 1:
+            raise RuntimeError("simulated failure of the batch")
+        return await store(session, items, **kw)
+
+    monkeypatch.setattr(services, "webhooks_store", flaky)
+    now = datetime.now(UTC)
+    bodies = [event_body("participant_joined", room=room, at=now, identity=str(lesson.tutor.id)) for _ in range(5)]
+    results = await asyncio.gather(*(services.webhook_receive(_verified(b), b) for b in bodies))
+    assert [r.status for r in results] == ["accepted"] * 5
+    assert any(n > 1 for n in calls) and await count(WebhookEvent) == 5
+
+
+async def test_an_event_without_an_id_is_refused_with_a_clear_answer(client, video):
+    lesson = await make_lesson(starts_in=timedelta(minutes=-10))
+    room = await room_name(lesson)
+    body = event_body("participant_joined", room=room, at=datetime.now(UTC), identity=str(lesson.tutor.id))
+    body = body.replace(json.loads(body)["id"], "")
+    response = await deliver(client, body)
+    assert response.status_code == 422 and "The event has no id." in response.text
+    assert await count(WebhookEvent) == 0
+
+
+def test_the_write_gate_lets_one_writer_in_at_a_time_on_sqlite():
+    import threading
+    import time
+
+    from lessons.services import sqlite_write_gate
+    from marketplace.settings import get_settings
+
+    if not get_settings().database_url.startswith("sqlite"):
+        assert sqlite_write_gate._path() is None  # PostgreSQL: no gate, the inserts run concurrently
+        return
+    assert sqlite_write_gate._path().endswith(".write-gate")
+    spans: list[tuple[float, float]] = []
+
+    async def hold() -> None:
+        async with sqlite_write_gate.hold():
+            start = time.monotonic()
+            await asyncio.sleep(0.05)
+            spans.append((start, time.monotonic()))
+
+    async def in_one_loop() -> None:
+        await asyncio.gather(hold(), hold())
+
+    # two event loops in two threads (as the web process and the in-process job worker) and two
+    # holders in each: the file lock separates the loops, the asyncio lock the holders of one loop
+    threads = [threading.Thread(target=lambda: asyncio.run(in_one_loop())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    spans.sort()
+    assert len(spans) == 4
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
