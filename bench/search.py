@@ -167,21 +167,34 @@ def measure(port: int, pid: int, rounds: int) -> tuple[dict, dict]:
 
 
 def sql_counts(database_url: str, var_dir: Path) -> dict[str, int]:
-    """Plain SQL over the index tables, independent of the backend's query builder."""
+    """Plain SQL over ``search_documents`` (facet values are stored as "facet=value" between \\x1f
+    separators), independent of the backend's snapshot and query code."""
+    sqlite = database_url.startswith("sqlite")
+    sep = "char(31)" if sqlite else "chr(31)"
+
+    def has(facet: str, value: str) -> str:
+        return f"facet_values LIKE '%' || {sep} || '{facet}={value}' || {sep} || '%'"
+
+    def count(*conditions: str) -> str:
+        where = " WHERE " + " AND ".join(conditions) if conditions else ""
+        return "SELECT count(*) FROM search_documents" + where  # noqa: S608 (our own constants only)
+
     queries = {
-        "documents": "SELECT count(*) FROM search_documents",
-        "instrument=piano": "SELECT count(*) FROM search_facets WHERE facet='instrument' AND value='piano'",
-        "language=es | instrument=piano": (
-            "SELECT count(*) FROM search_facets l JOIN search_facets i ON i.profile_id = l.profile_id "
-            "WHERE l.facet='language' AND l.value='es' AND i.facet='instrument' AND i.value='piano'"
+        "documents": count(),
+        "instrument=piano": count(has("instrument", "piano")),
+        "language=es | instrument=piano": count(has("language", "es"), has("instrument", "piano")),
+        "genre=jazz | instrument=piano, language=es": count(
+            has("genre", "jazz"), has("instrument", "piano"), has("language", "es")
         ),
-        "genre=jazz | instrument=piano, language=es": (
-            "SELECT count(*) FROM search_facets g JOIN search_facets i ON i.profile_id = g.profile_id "
-            "JOIN search_facets l ON l.profile_id = g.profile_id WHERE g.facet='genre' AND g.value='jazz' "
-            "AND i.facet='instrument' AND i.value='piano' AND l.facet='language' AND l.value='es'"
+        "language=es | instrument=piano, genre=jazz": count(
+            has("language", "es"), has("instrument", "piano"), has("genre", "jazz")
         ),
+        "instrument=piano | genre=jazz, language=es": count(
+            has("instrument", "piano"), has("genre", "jazz"), has("language", "es")
+        ),
+        "genre=jazz | instrument=piano": count(has("genre", "jazz"), has("instrument", "piano")),
     }
-    if database_url.startswith("sqlite"):
+    if sqlite:
         import sqlite3
 
         with sqlite3.connect(var_dir / "cadenza.db") as db:
@@ -211,6 +224,10 @@ def check_facets(port: int, database_url: str, var_dir: Path) -> list[str]:
         "instrument=piano": empty["facets"]["instrument"].get("piano", 0),
         "language=es | instrument=piano": lang["facets"]["instrument"].get("piano", 0),
         "genre=jazz | instrument=piano, language=es": three["total"],
+        # disjunctive: each facet's counts leave its own filter out
+        "language=es | instrument=piano, genre=jazz": three["facets"]["language"].get("es", 0),
+        "instrument=piano | genre=jazz, language=es": three["facets"]["instrument"].get("piano", 0),
+        "genre=jazz | instrument=piano": api("instrument=piano")["facets"]["genre"].get("jazz", 0),
     }
     return [f"{k}: API {got[k]} vs SQL {expected[k]}" for k in expected if got[k] != expected[k]]
 
@@ -293,6 +310,23 @@ def report(label: str, result: dict) -> bool:
     return ok
 
 
+def side_by_side(results: dict[str, dict]) -> None:
+    """One table, a column group per database: API p50/p95, page p50/p95 and page/API per query."""
+    labels = list(results)
+    print("\n== side by side (ms): " + " | ".join(f"{label}: API p50/p95, page p50/p95, page/API" for label in labels))
+    for name in MIX:
+        cells = []
+        for label in labels:
+            api, page = results[label]["latencies"][name]["api"], results[label]["latencies"][name]["page"]
+            a50, a95 = percentile(api, 50), percentile(api, 95)
+            p50, p95 = percentile(page, 50), percentile(page, 95)
+            cells.append(f"{a50:6.1f} {a95:6.1f} {p50:6.1f} {p95:6.1f} {p50 / a50:5.2f}x")
+        print(f"{name:<20} " + " | ".join(cells))
+    for key, title in (("demo_s", "demo s"), ("reindex_s", "reindex s"), ("reindex_cpu", "reindex CPU s")):
+        print(f"{title:<20} " + " | ".join(f"{results[label][key]:34.1f}" for label in labels))
+    print(f"{'counts exact':<20} " + " | ".join(f"{not results[label]['mismatches']!s:>34}" for label in labels))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tutors", type=int, default=100_000)
@@ -308,8 +342,12 @@ def main() -> int:
         else:
             targets.append(("postgresql", url))
     ok = True
+    results: dict[str, dict] = {}
     for label, url in targets:
-        ok &= report(label, run(label, url, args.tutors, args.rounds))
+        results[label] = run(label, url, args.tutors, args.rounds)
+        ok &= report(label, results[label])
+    if len(results) > 1:
+        side_by_side(results)
     print(
         f"\nTargets: API p95 <= {TARGET_API_P95_MS:.0f} ms per query, demo <= 180 s, reindex <= 60 s: "
         + ("met" if ok else "NOT all met")

@@ -27,7 +27,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+import msgspec
+from sqlalchemy import Text, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 WEEKS = 4
@@ -43,13 +44,19 @@ TIMES: Mapping[str, tuple[int, int]] = {
 }
 _EPOCH_HOUR_BUCKET = 3 * 24  # 1970-01-01 was a Thursday
 _CHUNK = 1000
+_SCAN_ABOVE = 5000  # tutors: more than this, read the availability tables whole
 
 Windows = tuple[tuple[int, int], ...]  # (start minute, end minute) within a local date, end up to 1440
 
 
-def _minutes(text: str) -> int:
-    hours, minutes = (int(part) for part in str(text).split(":"))
+@lru_cache(maxsize=4096)
+def _minutes_of(text: str) -> int:
+    hours, minutes = (int(part) for part in text.split(":"))
     return hours * 60 + minutes
+
+
+def _minutes(text: Any) -> int:
+    return _minutes_of(str(text))
 
 
 def parse_windows(raw: Any) -> Windows:
@@ -120,21 +127,28 @@ def _weekly_buckets(zone: str, week: tuple[Windows, ...], start: date, weeks: in
 def _buckets(
     zone: str, week: Sequence[Windows], overrides: Mapping[date, Windows], start: date, weeks: int
 ) -> set[int]:
-    tz = ZoneInfo(zone)
     found: set[int] = set()
     for d, offset in _zone_days(zone, start, weeks * 7):
         windows = overrides.get(d, week[d.weekday()])
-        if not windows:
-            continue
-        midnight = (d.toordinal() - 719163) * 86400  # epoch seconds of d at 00:00 UTC
-        for s, e in windows:
-            if offset is not None:
-                a, b = midnight + s * 60 - offset, midnight + e * 60 - offset
-            else:  # the offset changes on this date: convert each end on its own
-                a, b = _local_to_utc_s(d, s, tz), _local_to_utc_s(d, e, tz)
-            if b > a:
-                found.update(_span_buckets(a, b))
+        if windows:
+            found.update(_date_buckets(zone, d, offset, windows))
     return found
+
+
+@lru_cache(maxsize=65536)
+def _date_buckets(zone: str, d: date, offset: int | None, windows: Windows) -> frozenset[int]:
+    """The buckets of one local date's windows (tutors share zones and windows: cached)."""
+    found: set[int] = set()
+    midnight = (d.toordinal() - 719163) * 86400  # epoch seconds of d at 00:00 UTC
+    for s, e in windows:
+        if offset is not None:
+            a, b = midnight + s * 60 - offset, midnight + e * 60 - offset
+        else:  # the offset changes on this date: convert each end on its own
+            tz = ZoneInfo(zone)
+            a, b = _local_to_utc_s(d, s, tz), _local_to_utc_s(d, e, tz)
+        if b > a:
+            found.update(_span_buckets(a, b))
+    return frozenset(found)
 
 
 def tutor_buckets(
@@ -144,23 +158,31 @@ def tutor_buckets(
     *,
     today: date,
     weeks: int = WEEKS,
+    week: tuple[Windows, ...] | None = None,
 ) -> tuple[int, ...]:
     """The sorted UTC buckets of a tutor's windows on the dates ``today`` .. ``today + weeks``.
 
     ``overrides`` maps local dates to the windows that apply on them instead of the weekly ones
-    (already merged: a day off is an empty tuple). An unknown zone gives no buckets."""
-    if not zone:
+    (already merged: a day off is an empty tuple). An unknown zone gives no buckets; ``week`` is
+    ``weekly_key(weekly)`` when the caller has it already."""
+    if not zone or not _known_zone(zone):
         return ()
-    try:
-        ZoneInfo(zone)
-    except (ValueError, KeyError, OSError):
-        return ()
-    week = weekly_key(weekly)
+    if week is None:
+        week = weekly_key(weekly)
     end = today + timedelta(days=weeks * 7)
     relevant = {d: w for d, w in (overrides or {}).items() if today <= d < end}
     if not relevant:
         return tuple(sorted(_weekly_buckets(zone, week, today, weeks)))
     return tuple(sorted(_buckets(zone, week, relevant, today, weeks)))
+
+
+@lru_cache(maxsize=1024)
+def _known_zone(zone: str) -> bool:
+    try:
+        ZoneInfo(zone)
+    except (ValueError, KeyError, OSError):
+        return False
+    return True
 
 
 def viewer_buckets(days: Sequence[str], times: Sequence[str], zone: str, *, now: datetime) -> frozenset[int]:
@@ -223,40 +245,58 @@ async def availability_buckets(
     end = today + timedelta(days=WEEKS * 7)
     out: dict[uuid.UUID, tuple[int, ...]] = {}
     ids = list(dict.fromkeys(tutor_ids))
-    for start in range(0, len(ids), _CHUNK):
-        part = ids[start : start + _CHUNK]
-        rules = (
-            await session.execute(
-                select(Availability.tutor_id, Availability.zone, Availability.weekly).where(
-                    Availability.tutor_id.in_(part)
-                )
-            )
-        ).all()
+    rules_table, overrides_table = Availability.__table__, AvailabilityOverride.__table__
+    # Many tutors (a full reindex): one scan of each table beats thousands of index lookups.
+    everyone = len(ids) > _SCAN_ABOVE
+    chunks = [ids] if everyone else [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
+    wanted = set(ids) if everyone else None
+    for part in chunks:
+        # Core columns, JSON as text decoded by msgspec: this runs for every tutor on a reindex.
+        statement = select(rules_table.c.tutor_id, rules_table.c.zone, type_coerce(rules_table.c.weekly, Text))
+        if not everyone:
+            statement = statement.where(rules_table.c.tutor_id.in_(part))
+        rules = [
+            (tutor_id, zone, _json(weekly))
+            for tutor_id, zone, weekly in await session.execute(statement)
+            if wanted is None or tutor_id in wanted
+        ]
         if not rules:
             continue
         with_rules = [tutor_id for tutor_id, _zone, _weekly in rules]
         overrides: dict[uuid.UUID, dict[date, Windows]] = {}
-        rows = await session.execute(
-            select(
-                AvailabilityOverride.tutor_id,
-                AvailabilityOverride.on_date,
-                AvailabilityOverride.windows,
-                AvailabilityOverride.replace,
-            ).where(
-                AvailabilityOverride.tutor_id.in_(with_rules),
-                AvailabilityOverride.on_date >= today,
-                AvailabilityOverride.on_date < end,
-            )
-        )
-        raw_overrides = rows.all()
+        statement = select(
+            overrides_table.c.tutor_id,
+            overrides_table.c.on_date,
+            type_coerce(overrides_table.c.windows, Text),
+            overrides_table.c.replace,
+        ).where(overrides_table.c.on_date >= today, overrides_table.c.on_date < end)
+        if not everyone:
+            statement = statement.where(overrides_table.c.tutor_id.in_(with_rules))
+        rows = await session.execute(statement)
+        raw_overrides = [
+            (tutor_id, on_date, _json(windows), replace)
+            for tutor_id, on_date, windows, replace in rows
+            if wanted is None or tutor_id in wanted
+        ]
         weeks = {tutor_id: weekly_key(weekly) for tutor_id, _zone, weekly in rules}
         for tutor_id, on_date, windows, replace in raw_overrides:
+            if tutor_id not in weeks:  # overrides without weekly rules give no buckets
+                continue
             extra = parse_windows(windows)
             merged = extra if replace else tuple(sorted(weeks[tutor_id][on_date.weekday()] + extra))
             overrides.setdefault(tutor_id, {})[on_date] = merged
         for tutor_id, zone, weekly in rules:
-            out[tutor_id] = tutor_buckets(zone, weekly, overrides.get(tutor_id), today=today)
+            out[tutor_id] = tutor_buckets(zone, weekly, overrides.get(tutor_id), today=today, week=weeks[tutor_id])
     return out
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str | bytes):
+        try:
+            return msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            return None
+    return value
 
 
 async def availability_changed_at(session: AsyncSession) -> dict[uuid.UUID, datetime]:

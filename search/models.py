@@ -24,6 +24,9 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
+from sqlalchemy import (
+    text as sql_text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from marketplace.db import Base, Entity, UTCDateTime, utcnow
@@ -62,13 +65,15 @@ class SearchDocumentRow(Base):
     avail_0: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
     avail_1: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
     avail_2: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    # Every facet value as "facet=value", each between two \x1f (unit separator) characters.
+    facet_values: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=sql_text("''"))
+    # A digest of everything above (not indexed_at): a full reindex rewrites only what changed.
+    content_hash: Mapped[str] = mapped_column(String(32), nullable=False, default="", server_default=sql_text("''"))
     indexed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
+    # Filters and sorts run on the in-memory snapshot (search.snapshot), not on B-tree indexes: the
+    # table keeps only its keys (and the trigram index, for fuzzy name matching on PostgreSQL).
     __table_args__ = (
-        Index("ix_search_documents_currency_price", "currency", "price_minor"),
-        Index("ix_search_documents_lat", "lat"),
-        Index("ix_search_documents_rating", "rating"),
-        Index("ix_search_documents_newest", "newest"),
         # A trigram GIN index on PostgreSQL (fuzzy and infix name matching); a plain index elsewhere.
         Index(
             "ix_search_documents_name_trgm",
@@ -76,34 +81,6 @@ class SearchDocumentRow(Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
-    )
-
-
-# The quality order (best rated first, ties by reviews, lessons, id): searches without text and
-# conditions read the first page straight from this index instead of sorting every document.
-Index(
-    "ix_search_documents_quality",
-    SearchDocumentRow.rating.desc(),
-    SearchDocumentRow.review_count.desc(),
-    SearchDocumentRow.lessons_taught.desc(),
-    SearchDocumentRow.profile_id,
-)
-
-
-class SearchFacetRow(Base):
-    """One facet value of one document: disjunctive facet counts are a GROUP BY over these."""
-
-    __tablename__ = "search_facets"
-
-    profile_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("search_documents.profile_id", ondelete="CASCADE"), nullable=False
-    )
-    facet: Mapped[str] = mapped_column(String(32), nullable=False)
-    value: Mapped[str] = mapped_column(String(64), nullable=False)
-
-    __table_args__ = (
-        PrimaryKeyConstraint("profile_id", "facet", "value", name="pk_search_facets"),
-        Index("ix_search_facets_facet_value_profile", "facet", "value", "profile_id"),
     )
 
 
@@ -122,14 +99,32 @@ class ExchangeRate(Entity):
     updated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
 
 
-class SearchFacetTotal(Base):
-    """How many documents have each facet value, kept exact by every index write (in the same
-    transaction): the facet counts of a search without conditions are read here, not counted."""
+class SearchState(Base):
+    """One row (id 1): the index's generation, raised by every index write in its transaction.
 
-    __tablename__ = "search_facet_totals"
+    A write takes this row's lock first, so generations are committed in order; a reader that sees
+    generation G has every write up to G. ``epoch`` is new whenever the row is made anew (a fresh or
+    emptied database); ``pruned_through`` says up to which generation ``search_changes`` rows were
+    dropped (a full rebuild sets it to its own generation): a reader behind it reloads everything."""
 
-    facet: Mapped[str] = mapped_column(String(32), nullable=False)
-    value: Mapped[str] = mapped_column(String(64), nullable=False)
-    n: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    __tablename__ = "search_state"
 
-    __table_args__ = (PrimaryKeyConstraint("facet", "value", name="pk_search_facet_totals"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[str] = mapped_column(String(32), nullable=False)
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    pruned_through: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # When the last full reindex read the profiles: every document it left in place was current
+    # then (it rewrites only changed rows), so a document's effective indexing time is at least this.
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SearchChange(Base):
+    """The profiles one index write touched (indexed or deleted), by generation: readers holding
+    an in-memory snapshot of the index re-read just these rows."""
+
+    __tablename__ = "search_changes"
+
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    profile_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+
+    __table_args__ = (PrimaryKeyConstraint("generation", "profile_id", name="pk_search_changes"),)

@@ -33,12 +33,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import and_, select
+import msgspec
+from sqlalchemy import Text, and_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace import jobs
 from marketplace.accounts.models import User
-from marketplace.db import after_commit, transaction
+from marketplace.db import after_commit, transaction, utcnow
 from marketplace.periodic import every
 from marketplace.ports import register_search_indexer
 from marketplace.tutors.models import ProfileStatus, TaxonomyKind, TaxonomyTerm, TutorProfile
@@ -46,7 +47,7 @@ from search.availability import availability_buckets, availability_changed_at, t
 from search.backend import SearchBackend, search_backend
 from search.documents import SearchDocument, TermName, document_from_profile
 from search.rates import current_rates
-from search.sql import DOCS, SqlSearchBackend
+from search.sql import SqlSearchBackend
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,6 @@ class ListableBackend(Protocol):
 
 async def _indexed_state(backend: SearchBackend) -> dict[uuid.UUID, datetime | None] | None:
     """What the index holds, or None when the backend cannot list its documents."""
-    if isinstance(backend, SqlSearchBackend):
-        async with transaction(write=False) as session:
-            rows = await session.execute(select(DOCS.c.profile_id, DOCS.c.indexed_at))
-            return {profile_id: indexed_at for profile_id, indexed_at in rows}
     if isinstance(backend, ListableBackend):
         return await backend.indexed_state()
     return None
@@ -112,7 +109,7 @@ _DOCUMENT_COLUMNS = (
     TutorProfile.id,
     TutorProfile.user_id,
     TutorProfile.slug,
-    TutorProfile.live,
+    type_coerce(TutorProfile.live, Text).label("live"),  # decoded by msgspec (``_live``): faster than json
     TutorProfile.rating_count,
     TutorProfile.rating_sum,
     TutorProfile.lessons_taught,
@@ -148,12 +145,20 @@ def _term_slugs(live: dict[str, Any]) -> list[tuple[str, str]]:
     return instruments + [("genre", str(g)) for g in live.get("genres") or [] if g]
 
 
+def _live(value: Any) -> dict[str, Any]:
+    """A profile's ``live`` JSON, whether it came back decoded (ORM) or as text (``_visible_rows``)."""
+    if isinstance(value, str | bytes):
+        decoded = msgspec.json.decode(value)
+        return decoded if isinstance(decoded, dict) else {}
+    return value or {}
+
+
 def _document(profile: Any, term_name: TermName, buckets: dict[uuid.UUID, tuple[int, ...]]) -> SearchDocument:
     return document_from_profile(
         profile.id,
         profile.user_id,
         profile.slug,
-        profile.live or {},
+        _live(profile.live),
         profile.rating_count,
         profile.rating_sum,
         profile.lessons_taught,
@@ -179,7 +184,7 @@ async def _documents(ids: Sequence[uuid.UUID]) -> list[SearchDocument]:
         return []
     async with transaction(write=False) as session:
         profiles = (await session.execute(_visible_rows().where(TutorProfile.id.in_(ids)))).all()
-        term_name = await _term_namer(session, [s for p in profiles for s in _term_slugs(p.live or {})])
+        term_name = await _term_namer(session, [s for p in profiles for s in _term_slugs(_live(p.live))])
         buckets = await availability_buckets(session, [p.user_id for p in profiles])
         return [_document(p, term_name, buckets) for p in profiles]
 
@@ -269,8 +274,12 @@ async def _delete_unless_visible(engine: SearchBackend, ids: Iterable[uuid.UUID]
 async def reindex_all(
     *, batch: int = 1000, progress: Progress | None = None, backend: SearchBackend | None = None
 ) -> int:
-    """Index every visible profile (keyset pages by id) and delete the documents of every other;
-    returns how many documents were indexed. ``progress(done, total)`` follows the pages."""
+    """Index every visible profile and delete the documents of every other; returns how many
+    documents were indexed. ``progress(done, total)`` follows the pages.
+
+    The SQL backend reads every profile in one scan, builds every document, then writes in one
+    transaction only the documents whose content changed (``SqlSearchBackend.replace_all``); other
+    engines get pages of ``batch`` documents, each write overlapping the next read."""
     batch = max(1, batch)
     async with open_backend(backend) as engine:
         async with transaction(write=False) as session:
@@ -288,33 +297,66 @@ async def reindex_all(
         if progress is not None:
             progress(0, total)
         seen: set[uuid.UUID] = set()
-        writing: asyncio.Task[None] | None = None  # the previous batch's write, overlapping the next read
-        try:
-            for part in _chunks(ids, batch):
-                async with transaction(write=False) as session:
-                    profiles = (await session.execute(_visible_rows().where(TutorProfile.id.in_(part)))).all()
-                    buckets = await availability_buckets(session, [p.user_id for p in profiles])
-                docs = [_document(p, term_name, buckets) for p in profiles]
-                if writing is not None:
-                    await writing
-                    writing = None
-                    if progress is not None:
-                        progress(len(seen), max(total, len(seen)))
-                if docs:
-                    writing = asyncio.create_task(engine.index(docs))
-                seen.update(d.profile_id for d in docs)
-            if writing is not None:
-                await writing
-                writing = None
-        finally:
-            if writing is not None:  # an error while reading: do not leave the write behind
-                writing.cancel()
-                with contextlib.suppress(BaseException):
-                    await writing
+        if isinstance(engine, SqlSearchBackend):
+            # Every document first (one scan of the profiles, one of the availability), then one
+            # transaction that rewrites only what changed.
+            read_at = utcnow()
+            async with transaction(write=False) as session:
+                profiles = (await session.execute(_visible_rows())).all()
+                buckets = await availability_buckets(session, [p.user_id for p in profiles])
+            docs: list[SearchDocument] = []
+            for part in _chunks(profiles, batch):
+                docs += [_document(p, term_name, buckets) for p in part]
+                if progress is not None and len(docs) < total:  # the last step comes after the write
+                    progress(len(docs), total)
+            await engine.replace_all(docs, read_at=read_at)
+            seen.update(d.profile_id for d in docs)
+        else:
+            await _index_in_batches(engine, ids, batch, term_name, seen, progress, total)
         if progress is not None:
             progress(len(seen), max(total, len(seen)))
         await _delete_unless_visible(engine, await _stale_candidates(engine, seen), batch)
         return len(seen)
+
+
+async def _read_documents(part: Sequence[uuid.UUID], term_name: TermName) -> list[SearchDocument]:
+    async with transaction(write=False) as session:
+        profiles = (await session.execute(_visible_rows().where(TutorProfile.id.in_(part)))).all()
+        buckets = await availability_buckets(session, [p.user_id for p in profiles])
+    return [_document(p, term_name, buckets) for p in profiles]
+
+
+async def _index_in_batches(
+    engine: SearchBackend,
+    ids: Sequence[uuid.UUID],
+    batch: int,
+    term_name: TermName,
+    seen: set[uuid.UUID],
+    progress: Progress | None,
+    total: int,
+) -> None:
+    """Engines with their own write queue (Meilisearch): batch after batch, each write
+    overlapping the next read."""
+    writing: asyncio.Task[None] | None = None
+    try:
+        for part in _chunks(ids, batch):
+            docs = await _read_documents(part, term_name)
+            if writing is not None:
+                await writing
+                writing = None
+                if progress is not None:
+                    progress(len(seen), max(total, len(seen)))
+            if docs:
+                writing = asyncio.create_task(engine.index(docs))
+            seen.update(d.profile_id for d in docs)
+        if writing is not None:
+            await writing
+            writing = None
+    finally:
+        if writing is not None:  # an error while reading: do not leave the write behind
+            writing.cancel()
+            with contextlib.suppress(BaseException):
+                await writing
 
 
 async def _stale_candidates(engine: SearchBackend, seen: set[uuid.UUID]) -> set[uuid.UUID]:

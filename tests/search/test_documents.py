@@ -64,3 +64,16 @@ def test_levels_are_merged_over_instruments_and_names_come_from_the_lookup():
     )
     assert doc.facets["level"] == ("beginner", "intermediate")
     assert "instrument-pianox" in doc.text and "genre-classicalx" in doc.text
+
+
+def test_fold_text_folds_exactly_like_the_places_fold():
+    import random
+
+    from marketplace.tutors.places import fold
+    from search.documents import fold_text
+
+    rng = random.Random(4)
+    samples = ["Málaga Köln ß Øresund łódź José García ﬁ ①", "日本語 ｶﾀｶﾅ", "  İstanbul ǅ  ", "plain ascii"]
+    samples += ["".join(chr(rng.randrange(0x20, 0x3000)) for _ in range(2000)) for _ in range(5)]
+    for sample in samples:
+        assert fold_text(sample) == fold(sample)

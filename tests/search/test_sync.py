@@ -328,3 +328,36 @@ async def test_daily_refresh_reindexes_tutors_in_zones_whose_offset_changes(admi
     async with transaction(write=False) as session:
         buckets = (await session.execute(select(DOCS.c.availability).where(DOCS.c.profile_id == profile_id))).scalar()
     assert buckets  # computed from the stored rules
+
+
+@pytest.mark.parametrize("scan_above", [0, 5000])
+async def test_availability_buckets_by_scan_equal_those_by_lookup(admin, scan_above, monkeypatch):
+    """A full reindex reads the availability tables whole; a few tutors are looked up by id: the
+    buckets are the same (overrides applied, tutors with only overrides or nothing get none)."""
+    from datetime import timedelta
+
+    from scheduling.models import Availability, AvailabilityOverride
+    from search import availability
+
+    tutors = [(await tutor_with_profile(f"Tutor {n}", approve_by=admin))[0] for n in range(4)]
+    today = utcnow().date()
+    async with transaction() as session:
+        session.add(Availability(tutor_id=tutors[0].id, zone="Europe/Berlin", weekly={"1": [["18:00", "21:00"]]}))
+        session.add(Availability(tutor_id=tutors[1].id, zone="Asia/Kolkata", weekly={"2": [["09:30", "12:00"]]}))
+        for offset in range(7):  # tutor 1 takes this week off; tutor 2 has overrides but no rules
+            for tutor in tutors[1:3]:
+                day = today + timedelta(days=offset)
+                session.add(AvailabilityOverride(tutor_id=tutor.id, on_date=day, windows=[], replace=True, note=""))
+    ids = [t.id for t in tutors]
+    monkeypatch.setattr(availability, "_SCAN_ABOVE", 5000)
+    async with transaction(write=False) as session:
+        by_lookup = await availability.availability_buckets(session, ids)
+    monkeypatch.setattr(availability, "_SCAN_ABOVE", scan_above)
+    async with transaction(write=False) as session:
+        by_scan = await availability.availability_buckets(session, ids[:3])
+    assert set(by_lookup) == {tutors[0].id, tutors[1].id} and by_lookup[tutors[0].id]
+    assert by_scan == {k: v for k, v in by_lookup.items() if k in ids[:3]}
+    assert await reindex_all() == 4
+    async with transaction(write=False) as session:
+        rows = dict((await session.execute(select(DOCS.c.user_id, DOCS.c.availability))).tuples().all())
+    assert {k: tuple(v) for k, v in rows.items() if v} == by_lookup
