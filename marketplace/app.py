@@ -3,6 +3,7 @@ templates, static files, jobs and every domain's routers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,7 @@ from scheduling.calendar import CalendarController
 from scheduling.editor import AvailabilityEditorController
 from scheduling.pages import BookingController, HoldCheckoutController, LessonsController
 from search.admin import ExchangeRateAdminController
+from search.backend import search_backend
 from search.controllers import SearchApiController, SearchPageController
 
 log = logging.getLogger("marketplace")
@@ -64,6 +66,20 @@ def _template_config() -> TemplateConfig:
         env.lstrip_blocks = True
 
     return TemplateConfig(directory=Path(ROOT / "templates"), engine=_Engine, engine_callback=configure)
+
+
+async def _warm_up_search() -> None:
+    """The embedded search keeps an in-memory copy of its index per process: load it at start-up
+    rather than on the first search. Best effort: a failure only means the first search loads it."""
+    try:
+        backend = search_backend()
+        warm_up = getattr(backend, "warm_up", None)
+        if warm_up is not None:
+            await warm_up()
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the search page reports a broken index itself; start-up must not fail
+        log.warning("search warm-up failed", exc_info=True)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -83,9 +99,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         run_clock = jobs.is_in_process() and settings.mode != "test"
         if run_clock:
             periodic.clock.start()
+        warm = asyncio.create_task(_warm_up_search()) if settings.mode != "test" else None
         try:
             yield
         finally:
+            if warm is not None and not warm.done():
+                warm.cancel()
             if run_clock:
                 periodic.clock.stop()
             jobs.in_process_worker.stop()

@@ -270,6 +270,12 @@ class SqlSearchBackend:
                 for profile_id, indexed_at in rows
             }
 
+    async def warm_up(self) -> int:
+        """Load this process's snapshot now (web start-up), so that the first search does not pay
+        for it (about 2 s at 100,000 tutors). Returns the number of searchable documents."""
+        async with transaction(write=False) as session:
+            return (await current_snapshot(session)).live
+
     async def count(self) -> int:
         async with transaction(write=False) as session:
             return int((await session.execute(select(func.count()).select_from(DOCS))).scalar_one())

@@ -251,3 +251,16 @@ def test_the_ways_of_counting_a_facet_agree(bitset_values, monkeypatch):
             assert sparse.tolist() == expected.tolist() == complement.tolist() == chosen.tolist()
             assert (facet.bits is not None) == bool(bitset_values)
     assert snap.live == 398 and snap.size == 450
+
+
+async def test_the_web_start_up_loads_the_snapshot_before_the_first_search():
+    from marketplace.app import _warm_up_search
+
+    docs = corpus()
+    await SqlSearchBackend().index(docs)
+    sql._snapshots.clear()
+    await _warm_up_search()
+    snap = snapshot_of_this_process()
+    assert snap.live == len(docs)
+    await assert_exact(SqlSearchBackend(), docs)
+    assert snapshot_of_this_process() is snap  # the first search reused it
