@@ -342,7 +342,8 @@ class StudentPaymentsController(Controller):
         user = current_user(request)
         async with session_factory()() as session:
             rows = await reports.student_payments(session, student_id=user.id)
-        return Template("payouts/history.html", context={"rows": rows})
+            credits = await packages.credit_payments_info(session, [r.payment for r in rows])
+        return Template("payouts/history.html", context={"rows": rows, "credits": credits})
 
     @get("/packages", name="payments_packages")
     async def packages_list(self, request: Request) -> Template:
@@ -424,9 +425,14 @@ class StudentPaymentsController(Controller):
         user = current_user(request)
         async with session_factory()() as session:
             row = await reports.payment_receipt(session, payment_id=payment_id, student_id=user.id)
-        if row is None:
-            raise NotFound(_("We could not find this payment."))
-        return Template("payouts/receipt.html", context={"row": row, "test_mode": row.payment.provider == "offline"})
+            if row is None:
+                raise NotFound(_("We could not find this payment."))
+            credit = (await packages.credit_payments_info(session, [row.payment])).get(row.payment.id)
+        provider = credit[0].provider if credit else row.payment.provider
+        return Template(
+            "payouts/receipt.html",
+            context={"row": row, "credit": credit, "test_mode": provider == "offline"},
+        )
 
 
 class FinanceController(Controller):

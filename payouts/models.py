@@ -209,6 +209,9 @@ class PackageStatus(enum.StrEnum):
     unapplied = "unapplied"  # money arrived that does not match the package: refunded in full
 
 
+PACKAGE_DISPUTE_NOTE = "dispute:"
+
+
 class PackageOffer(Entity):
     """A tutor's package offer: ``lessons`` (5 or 10) lessons of 60 minutes at ``discount_percent`` off."""
 
@@ -258,6 +261,22 @@ class LessonPackage(Entity):
     refund_requested: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     refunded_amount: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failure_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    # A provider dispute (chargeback) on the package's charge is noted in ``failure_message`` as
+    # ``dispute:{dispute_id}:{open|won|lost}`` (no column of its own; see payouts.packages).
+    @property
+    def dispute(self) -> tuple[str, str] | None:
+        """``(dispute_id, state)`` of the provider dispute on this package's charge, if any."""
+        note = self.failure_message or ""
+        if not note.startswith(PACKAGE_DISPUTE_NOTE):
+            return None
+        dispute_id, _sep, state = note.removeprefix(PACKAGE_DISPUTE_NOTE).rpartition(":")
+        return dispute_id, state
+
+    @property
+    def disputed(self) -> bool:
+        """Frozen: a dispute is open; no credit can be spent or refunded until it is settled."""
+        return self.dispute is not None and self.dispute[1] == "open"
 
     __table_args__ = (
         Index("ix_lesson_packages_student_tutor", "student_id", "tutor_id"),

@@ -46,7 +46,15 @@ from marketplace.mail import mail_queue
 from marketplace.settings import get_settings
 from marketplace.tutors.models import TutorProfile
 from payouts import ledger
-from payouts.models import LessonPackage, PackageOffer, PackageStatus, Payment, PaymentStatus, TransferStatus
+from payouts.models import (
+    PACKAGE_DISPUTE_NOTE,
+    LessonPackage,
+    PackageOffer,
+    PackageStatus,
+    Payment,
+    PaymentStatus,
+    TransferStatus,
+)
 from payouts.providers import get_provider
 from scheduling.models import Booking, BookingKind, BookingStatus
 
@@ -60,6 +68,14 @@ LESSON_MINUTES = 60
 VALID_MONTHS = 6
 REMINDER_DAYS = 14
 PROVIDER = "package"  # ``Payment.provider`` of a lesson paid with a credit
+
+
+def frozen_message() -> str:
+    """Shown when a student tries to use (or refund) a package while a dispute on its charge is open."""
+    return _(
+        "This package is frozen while a payment dispute about it is open with your bank: its credits cannot be "
+        "used or refunded until the dispute is settled. You can still pay for lessons by card."
+    )
 
 
 def add_months(value: datetime, months: int) -> datetime:
@@ -345,6 +361,162 @@ async def on_charge_event(session: AsyncSession, obj: dict[str, Any]) -> str | N
     return PROCESSED if package.paid_amount > 0 else DEFERRED
 
 
+# ---- provider disputes (chargebacks) on a package's charge ------------------------------------------
+
+DISPUTE_OPEN, DISPUTE_WON, DISPUTE_LOST = "open", "won", "lost"
+
+
+async def _package_of_charge(session: AsyncSession, obj: dict[str, Any]) -> LessonPackage | None:
+    """The package whose charge a dispute (``charge``, ``payment_intent``) is about, locked."""
+    conditions = []
+    if obj.get("payment_intent"):
+        conditions.append(LessonPackage.payment_intent_id == obj["payment_intent"])
+    if obj.get("charge"):
+        conditions.append(LessonPackage.charge_id == obj["charge"])
+    if not conditions:
+        return None
+    return await session.scalar(select(LessonPackage).where(or_(*conditions)).with_for_update())
+
+
+async def _package_lessons(session: AsyncSession, package_id: uuid.UUID) -> list[Payment]:
+    rows = await session.execute(
+        select(Payment).where(Payment.package_id == package_id).order_by(Payment.created_at).with_for_update()
+    )
+    return list(rows.scalars())
+
+
+def _untransferred(payment: Payment) -> bool:
+    return payment.transfer_id is None and payment.transfer_status != TransferStatus.cancelled
+
+
+async def on_dispute_created(session: AsyncSession, obj: dict[str, Any]) -> str | None:
+    """``charge.dispute.created`` on a package's charge (None when the charge is not a package's).
+
+    The package is frozen (no credit can be spent, refunded or expire while the dispute is open;
+    the student's packages page says why) and so are the transfers of the lessons paid from it
+    that have not been transferred yet (``transfer_status`` frozen, ``provider_dispute_id`` set, as
+    the lesson path does). A dispute that closed already (its events out of order) or a replay
+    changes nothing, so the order of the events does not matter."""
+    package = await _package_of_charge(session, obj)
+    if package is None:
+        return None
+    if package.paid_amount == 0:
+        return DEFERRED  # the package's own payment event has not been applied yet
+    dispute_id = str(obj.get("id") or "")
+    if obj.get("charge") and not package.charge_id:
+        package.charge_id = obj["charge"]
+    if package.status == PackageStatus.unapplied or (package.dispute and package.dispute[0] == dispute_id):
+        return PROCESSED  # money refunded as unapplied anyway; or this dispute is known (replay, closed first)
+    package.failure_message = f"{PACKAGE_DISPUTE_NOTE}{dispute_id}:{DISPUTE_OPEN}"
+    for payment in await _package_lessons(session, package.id):
+        if _untransferred(payment) and payment.transfer_status != TransferStatus.frozen:
+            payment.transfer_status = TransferStatus.frozen
+            payment.provider_dispute_id = dispute_id
+    log.info("package %s frozen by dispute %s", package.id, dispute_id)
+    return PROCESSED
+
+
+async def on_dispute_closed(session: AsyncSession, obj: dict[str, Any]) -> str | None:
+    """``charge.dispute.closed`` on a package's charge (None when the charge is not a package's).
+
+    Won (or an inquiry closed, ``warning_closed``): the package is usable again and the lessons'
+    transfers this dispute froze go ahead (``transfer_status`` none, a transfer job each; a
+    lesson released by an admin before the dispute waits for its review window again). Lost: see
+    :func:`_dispute_lost`. Once closed, the same dispute's ``created`` (late) and replays change
+    nothing: created-then-closed and closed-then-created end in the same state."""
+    from payouts.services import _transfer_soon
+
+    package = await _package_of_charge(session, obj)
+    if package is None:
+        return None
+    if package.paid_amount == 0:
+        return DEFERRED
+    dispute_id = str(obj.get("id") or "")
+    if obj.get("charge") and not package.charge_id:
+        package.charge_id = obj["charge"]
+    if package.status == PackageStatus.unapplied:
+        return PROCESSED
+    if package.dispute and package.dispute[0] == dispute_id and package.dispute[1] != DISPUTE_OPEN:
+        return PROCESSED  # replay
+    lost = obj.get("status") == "lost"
+    package.failure_message = f"{PACKAGE_DISPUTE_NOTE}{dispute_id}:{DISPUTE_LOST if lost else DISPUTE_WON}"
+    lessons = await _package_lessons(session, package.id)
+    if lost:
+        await _dispute_lost(session, package, lessons, dispute_id)
+        return PROCESSED
+    for payment in lessons:
+        if not _untransferred(payment) or payment.provider_dispute_id not in (None, dispute_id):
+            continue
+        if payment.transfer_status == TransferStatus.frozen and payment.provider_dispute_id is None:
+            continue  # frozen by the student's own dispute of the lesson: an admin decides
+        payment.provider_dispute_id = dispute_id
+        payment.transfer_status = TransferStatus.none
+        after_commit(session, _transfer_soon(payment.booking_id))
+    return PROCESSED
+
+
+async def _dispute_lost(session: AsyncSession, package: LessonPackage, lessons: list[Payment], dispute_id: str) -> None:
+    """A lost dispute: the provider took back what the package's charge still held (its amount
+    less the refunds made on it) and gave it to the student. The package closes (status
+    ``refunded``, no credits, no value; a pending pro-rata refund is dropped: the bank paid it).
+    The lessons paid from it and not transferred yet are settled too: their transfer is cancelled
+    (the tutor is not paid for them, as with a lesson whose own dispute is lost) and they count as
+    refunded, so no later cancellation refunds them a second time.
+
+    Ledger: one transaction ``package_dispute_lost`` (key ``package_dispute_lost:{package}``, so a
+    replay adds nothing), in the package's currency; not of kind ``refund``, as the provider shows
+    no refund on the charge (reconciliation compares those):
+
+    * Dr ``package_credit:{package}``: its ``remaining_value`` (the unused credits);
+    * Dr ``tutor_payable:{tutor}``: for each lesson not transferred, the tutor's part of what is
+      not refunded of it (as a refund of the rest would take it back);
+    * Dr ``refunds``: the fee's part of those lessons, plus what is not refunded of the lessons
+      already transferred (the tutor has been paid; the platform bears it);
+    * Cr ``cash_at_provider``: the sum = remaining value + the unrefunded part of every lesson
+      paid from the package = what the charge still held.
+
+    The provider's dispute fee is not booked (nor is it for lessons)."""
+    from payouts.services import ledger_post
+
+    tutor_part = platform_part = 0
+    for payment in lessons:
+        left = payment.paid_amount - payment.refunded_amount
+        if _untransferred(payment):
+            share = ledger.tutor_share_of_refund(
+                paid=payment.paid_amount, fee=payment.fee_amount, refunded_total=payment.refunded_amount
+            )
+            tutor_part += (payment.paid_amount - payment.fee_amount) - share
+            platform_part += left - ((payment.paid_amount - payment.fee_amount) - share)
+            payment.provider_dispute_id = payment.provider_dispute_id or dispute_id
+            payment.refunded_amount = payment.refund_requested = payment.paid_amount
+            payment.transfer_status = TransferStatus.cancelled
+        elif payment.transfer_id is not None:
+            platform_part += left
+    value, currency = package.remaining_value, package.currency
+    if value + tutor_part + platform_part > 0:
+        await ledger_post(
+            session,
+            ledger.make_txn(
+                "package_dispute_lost",
+                f"package_dispute_lost:{package.id}",
+                [
+                    ledger.Posting(ledger.package_credit(package.id), value, currency),
+                    ledger.Posting(ledger.tutor_payable(package.tutor_id), tutor_part, currency),
+                    ledger.Posting(ledger.REFUNDS, platform_part, currency),
+                    ledger.Posting(ledger.CASH, -(value + tutor_part + platform_part), currency),
+                ],
+            ),
+            tutor_id=package.tutor_id,
+            memo=f"dispute {dispute_id} lost"[:300],
+        )
+    if package.status in (PackageStatus.active, PackageStatus.refunding):
+        package.status = PackageStatus.refunded
+    package.credits_left = 0
+    package.remaining_value = 0
+    package.refund_requested = package.refunded_amount
+    package.closed_at = package.closed_at or utcnow()
+
+
 async def _fulfil(session: AsyncSession, package: LessonPackage, obj: dict[str, Any]) -> str:
     from payouts.services import ledger_post
 
@@ -389,11 +561,17 @@ async def _fulfil(session: AsyncSession, package: LessonPackage, obj: dict[str, 
 # ---- spending a credit -------------------------------------------------------------------------------
 
 
+def _not_disputed():
+    """No open provider dispute on the package's charge (see :func:`on_dispute_created`)."""
+    return or_(LessonPackage.failure_message.is_(None), LessonPackage.failure_message.not_like("dispute:%:open"))
+
+
 def _usable(now: datetime):
     return (
         LessonPackage.status == PackageStatus.active,
         LessonPackage.credits_left > 0,
         LessonPackage.expires_at > now,
+        _not_disputed(),
     )
 
 
@@ -453,6 +631,19 @@ async def package_credit_spend(*, student: User, booking_id: uuid.UUID, now: dat
             .with_for_update()
         )
         if package is None:
+            frozen = await session.scalar(
+                select(LessonPackage.id)
+                .where(
+                    LessonPackage.student_id == student.id,
+                    LessonPackage.tutor_id == booking.tutor_id,
+                    LessonPackage.status == PackageStatus.active,
+                    LessonPackage.credits_left > 0,
+                    LessonPackage.failure_message.like("dispute:%:open"),
+                )
+                .limit(1)
+            )
+            if frozen is not None:
+                raise Conflict(frozen_message())
             raise Conflict(_("You have no package credits left with this tutor."))
         value = ledger.credit_value(remaining_value=package.remaining_value, credits_left=package.credits_left)
         taken = await session.execute(
@@ -574,6 +765,8 @@ async def package_refund_request(*, student: User, package_id: uuid.UUID) -> Les
             raise NotFound(_("We could not find this package."))
         if package.status in (PackageStatus.refunding, PackageStatus.refunded):
             raise Conflict(_("This package has been refunded already."))
+        if package.disputed:
+            raise Conflict(frozen_message())
         if package.status == PackageStatus.lapsed or (package.expires_at and package.expires_at <= utcnow()):
             raise Conflict(_("The credits of this package have expired."))
         if package.status != PackageStatus.active:
@@ -587,6 +780,7 @@ async def package_refund_request(*, student: User, package_id: uuid.UUID) -> Les
                 LessonPackage.id == package.id,
                 LessonPackage.status == PackageStatus.active,
                 LessonPackage.credits_left == package.credits_left,
+                _not_disputed(),
             )
             .values(
                 status=PackageStatus.refunding,
@@ -722,7 +916,7 @@ async def packages_expire(*, now: datetime | None = None) -> int:
             (
                 await session.execute(
                     select(LessonPackage.id).where(
-                        LessonPackage.status == PackageStatus.active, LessonPackage.expires_at <= now
+                        LessonPackage.status == PackageStatus.active, LessonPackage.expires_at <= now, _not_disputed()
                     )
                 )
             ).scalars()
@@ -731,7 +925,12 @@ async def packages_expire(*, now: datetime | None = None) -> int:
     for package_id in ids:
         async with transaction() as session:
             package = await session.get(LessonPackage, package_id, with_for_update=True)
-            if package.status != PackageStatus.active or package.expires_at is None or package.expires_at > now:
+            if (
+                package.status != PackageStatus.active
+                or package.disputed  # frozen: expires once the dispute is won (or closes with it lost)
+                or package.expires_at is None
+                or package.expires_at > now
+            ):
                 continue
             if package.remaining_value > 0:
                 await ledger_post(
@@ -767,6 +966,7 @@ class PackageRow:
         p = self.package
         return (
             p.status == PackageStatus.active
+            and not p.disputed
             and p.credits_left > 0
             and p.remaining_value > 0
             and (p.expires_at is None or p.expires_at > utcnow())
@@ -817,6 +1017,38 @@ async def package_for_checkout(session: AsyncSession, *, student_id: uuid.UUID, 
         raise NotFound(_("We could not find this package."))
     tutor = await session.get(User, package.tutor_id)
     return PackageRow(package, tutor, package.lessons - package.credits_left if package.paid_amount else 0)
+
+
+async def credit_payments_info(
+    session: AsyncSession, payments: list[Payment]
+) -> dict[uuid.UUID, tuple[LessonPackage, bool]]:
+    """For the student's history and receipts: each credit-paid payment's package, and whether its
+    refund was the credit returned to the package (no money moved) rather than a refund in money."""
+    paid_by_credit = [p for p in payments if p.package_id is not None]
+    if not paid_by_credit:
+        return {}
+    from payouts.models import LedgerTransaction
+
+    package_ids = {p.package_id for p in paid_by_credit}
+    found = (await session.execute(select(LessonPackage).where(LessonPackage.id.in_(package_ids)))).scalars()
+    by_id = {p.id: p for p in found}
+    keys = [f"refund:{p.id}:{p.paid_amount}" for p in paid_by_credit if p.refunded_amount]
+    returned: set[str] = set()
+    if keys:
+        returned = set(
+            (
+                await session.execute(
+                    select(LedgerTransaction.key).where(
+                        LedgerTransaction.key.in_(keys), LedgerTransaction.kind == "package_credit_return"
+                    )
+                )
+            ).scalars()
+        )
+    return {
+        p.id: (by_id[p.package_id], f"refund:{p.id}:{p.paid_amount}" in returned)
+        for p in paid_by_credit
+        if p.package_id in by_id
+    }
 
 
 # ---- the profile section -----------------------------------------------------------------------------

@@ -538,11 +538,12 @@ async def _on_checkout_expired(session: AsyncSession, obj: dict[str, Any], event
 
 
 async def _on_charge_refunded(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    # A lesson package's charge first: lessons paid with its credits carry its charge id once
+    # transferred, and must not take the package's refunds as their own.
+    noted = await packages.on_charge_event(session, obj)
+    if noted is not None:
+        return noted
     payment = await _payment_by(session, payment_intent_id=obj.get("payment_intent"), charge_id=obj.get("id"))
-    if payment is None:
-        noted = await packages.on_charge_event(session, obj)  # a lesson package's charge
-        if noted is not None:
-            return noted
     if payment is None or payment.paid_amount == 0:
         return DEFERRED  # the payment's own event has not been applied yet
     if obj.get("id") and not payment.charge_id:
@@ -560,6 +561,9 @@ async def _on_transfer_reversed(session: AsyncSession, obj: dict[str, Any], even
 
 
 async def _on_dispute_created(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    on_package = await packages.on_dispute_created(session, obj)  # a lesson package's charge
+    if on_package is not None:
+        return on_package
     payment = await _payment_by(session, payment_intent_id=obj.get("payment_intent"), charge_id=obj.get("charge"))
     if payment is None:
         return DEFERRED
@@ -570,6 +574,9 @@ async def _on_dispute_created(session: AsyncSession, obj: dict[str, Any], event:
 
 
 async def _on_dispute_closed(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    on_package = await packages.on_dispute_closed(session, obj)  # a lesson package's charge
+    if on_package is not None:
+        return on_package
     payment = await _payment_by(session, payment_intent_id=obj.get("payment_intent"), charge_id=obj.get("charge"))
     if payment is None:
         return DEFERRED

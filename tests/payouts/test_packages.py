@@ -15,7 +15,7 @@ from sqlalchemy import select
 from marketplace.accounts.models import User
 from marketplace.db import session_factory, transaction, utcnow
 from marketplace.errors import CodedError, Conflict, NotFound, ValidationFailed
-from marketplace.i18n import format_date, use_locale
+from marketplace.i18n import format_date, ngettext, use_locale
 from marketplace.tutors.models import TutorProfile
 from payouts import ledger
 from payouts.models import LessonPackage, PackageStatus, Payment, TransferStatus, WebhookEvent
@@ -404,9 +404,17 @@ async def test_one_reminder_before_expiry_then_the_credits_expire_as_breakage(dr
     assert await packages_remind(now=at + timedelta(hours=1)) == 0
     with use_locale("de", learner.timezone):
         german_date = format_date(package.expires_at, "long")  # e.g. "25. Mai 2027"
+        # The sentence as the student's language has it (translated or not, whatever the catalog says).
+        expected = ngettext(
+            "You have %(num)d unused lesson credit with %(name)s. It expires on %(date)s.",
+            "You have %(num)d unused lesson credits with %(name)s. They expire on %(date)s.",
+            4,
+            name=tutor.display_name,
+            date=german_date,
+        )
     reminders = [m for m in await outbox(learner.email) if "/packages" in m.body_text]
     assert len(reminders) == 1
-    assert "4 unused lesson credits" in reminders[0].body_text and german_date in reminders[0].body_text
+    assert expected in reminders[0].body_text and german_date in reminders[0].body_text
     assert await packages_expire(now=package.expires_at - timedelta(seconds=1)) == 0
     assert await packages_expire(now=package.expires_at) == 1
     assert await packages_expire(now=package.expires_at + timedelta(days=1)) == 0

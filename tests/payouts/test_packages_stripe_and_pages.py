@@ -265,3 +265,65 @@ async def test_a_student_buys_on_the_offline_provider_and_refunds_twice_is_refus
     await log_in(client, tutor.email, PASSWORD)
     earnings = (await client.get("/payouts/earnings")).text
     assert "Lesson packages sold" in earnings and "Sam Student" in earnings and "€202.50" in earnings
+
+
+async def test_visitors_get_a_log_in_link_to_buy_and_the_tutor_no_buy_button(client):
+    tutor = await paid_tutor()
+    await _offer(tutor, {5: 10, 10: 20})
+    async with session_factory()() as session:
+        slug = await session.scalar(select(TutorProfile.slug).where(TutorProfile.user_id == tutor.id))
+    html = (await client.get(f"/tutors/{slug}")).text
+    section = html[html.index('id="packages"') :]
+    assert section.count(f'href="/login?next=/tutors/{slug}"') == 2  # one per package
+    assert "Log in to buy" in section and 'action="/payments/packages/buy"' not in html
+    # The link brings the visitor back to the profile, where the buy buttons are.
+    learner = await student()
+    login = (await client.get(f"/login?next=/tutors/{slug}")).text
+    assert f'name="next" value="/tutors/{slug}"' in login
+    response = await log_in(client, learner.email, PASSWORD, next_=f"/tutors/{slug}")
+    assert response.url.path == f"/tutors/{slug}"  # back on the profile
+    html = (await client.get(f"/tutors/{slug}")).text
+    assert html.count('action="/payments/packages/buy"') == 2 and "Log in to buy" not in html
+    # The tutor sees their packages as students do, without a way to buy them (refused server-side too).
+    await log_in(client, tutor.email, PASSWORD)
+    html = (await client.get(f"/tutors/{slug}")).text
+    assert 'id="packages"' in html and "€202.50" in html
+    assert 'action="/payments/packages/buy"' not in html and "Log in to buy" not in html
+    assert 'href="/payouts/packages"' in html
+
+
+async def test_history_and_receipt_say_a_lesson_was_paid_with_a_package_credit(client, drain_jobs):
+    from payouts.packages import package_credit_spend
+    from payouts.services import offline_package_pay
+
+    tutor = await paid_tutor()
+    await _offer(tutor, {5: 10})
+    learner = await student()
+    await log_in(client, learner.email, PASSWORD)
+    checkout = (await _buy(client, tutor, 5)).headers["location"]
+    await offline_package_pay(session_id=checkout.rsplit("/", 1)[1], student=learner)
+    drain_jobs()
+    (package,) = await _packages_of(learner.id)
+    kept = await held_booking(tutor, learner, days=3)
+    cancelled = await held_booking(tutor, learner, days=6)
+    for booking in (kept, cancelled):
+        await package_credit_spend(student=learner, booking_id=booking.id)
+    drain_jobs()
+    async with transaction() as session:
+        await bookings.booking_cancel(session, actor=await session.get(User, learner.id), booking_id=cancelled.id)
+    drain_jobs()
+    value = 20250 // 5
+    history = (await client.get("/payments")).text
+    assert history.count("Paid with a package credit") == 2
+    assert history.count(f'href="/payments/packages#package-{package.id}"') == 2
+    assert history.count("€40.50") == 2  # the credit's value, not the tutor's €45.00
+    assert "Credit returned to your package" in history
+    assert f'id="package-{package.id}"' in (await client.get("/payments/packages")).text
+    receipt = (await client.get(f"/payments/{(await load_payment(kept.id)).id}")).text
+    assert "Paid with a package credit" in receipt and "5-lesson package with Clara Klavier, paid €202.50" in receipt
+    assert "Value of the credit" in receipt and "€40.50" in receipt and "Amount paid" not in receipt
+    assert "TEST MODE" in receipt  # the package was paid on the offline provider
+    assert "Refunded" not in receipt and "Credit returned" not in receipt
+    back = (await client.get(f"/payments/{(await load_payment(cancelled.id)).id}")).text
+    assert "Credit returned to your package" in back and "Refunded" not in back
+    assert (await load_payment(cancelled.id)).refunded_amount == value  # what a card receipt would show as money
