@@ -315,6 +315,35 @@ class Snapshot:
         found = self._keys[at] == keys
         return self._key_pos[at[found]]
 
+    def positions_and_found(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the documents with these doc keys, and which of ``keys`` were found."""
+        if not len(self._keys) or not len(keys):
+            return np.zeros(0, dtype=np.int64), np.zeros(len(keys), dtype=bool)
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        found = self._keys[at] == keys
+        return self._key_pos[at[found]], found
+
+    def teaches(self, terms: Sequence[str], facets: Sequence[str] = ("instrument", "genre")) -> np.ndarray | None:
+        """1.0 for the documents where every word begins a word of one of their instruments or
+        genres ("pia" -> piano, "guit" -> electric-guitar), else 0.0; None when no word does so for
+        anyone (relevance then has no use for it)."""
+        if not terms:
+            return None
+        result = np.ones(self.size, dtype=bool)
+        for term in terms:
+            hit = np.zeros(self.size, dtype=bool)
+            for name in facets:
+                facet = self.facets.get(name)
+                if facet is None:
+                    continue
+                values = [v for v in facet.values if any(part.startswith(term) for part in v.split("-"))]
+                if values:
+                    hit |= facet.matching(values, self.size)
+            if not hit.any():
+                return None
+            result &= hit
+        return result.astype(np.float64)
+
     def search(self, query: SearchQuery, text: TextMatches | None, dialect: str) -> Plan:
         return Plan(self, query, text, dialect)
 

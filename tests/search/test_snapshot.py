@@ -264,3 +264,39 @@ async def test_the_web_start_up_loads_the_snapshot_before_the_first_search():
     assert snap.live == len(docs)
     await assert_exact(SqlSearchBackend(), docs)
     assert snapshot_of_this_process() is snap  # the first search reused it
+
+
+async def test_relevance_puts_name_then_teaching_matches_first_then_quality():
+    """Relevance on SQL: every word in the name first, then every word beginning one of the
+    tutor's instruments or genres, then any other text match; the quality order breaks ties."""
+    docs = corpus()
+    backend = SqlSearchBackend()
+    await backend.index(docs)
+    query = SearchQuery(q="pia", sort="relevance", per_page=50)
+    result = await backend.search(query)
+    expected_ids, _facets = brute_force(docs, query)
+    assert {h.profile_id for h in result.hits} == expected_ids and len(expected_ids) >= 2
+    by_id = {d.profile_id: d for d in docs}
+    teaches = [any(v.startswith("pia") for v in by_id[h.profile_id].facets.get("instrument", ())) for h in result.hits]
+    assert teaches == sorted(teaches, reverse=True)  # every piano teacher before any other match
+
+    # A mention in the text alone ranks after a teacher, whatever the ratings.
+    mention = dataclasses.replace(
+        docs[0],
+        profile_id=uuid.uuid4(),
+        slug="mentions-piano",
+        name="Zed Zimmer",
+        text=docs[0].text + " pianoforte",
+        facets={**docs[0].facets, "instrument": ("violin",), "genre": ()},
+        rating=5.0,
+        review_count=999,
+    )
+    await backend.index([mention])
+    hits = [h.profile_id for h in (await backend.search(query)).hits]
+    assert hits[-1] == mention.profile_id
+
+    # The name outranks both.
+    named = dataclasses.replace(mention, profile_id=uuid.uuid4(), slug="pia-named", name="Pia Klein", rating=1.0)
+    await backend.index([named])
+    hits = [h.profile_id for h in (await backend.search(query)).hits]
+    assert hits[0] == named.profile_id and hits[-1] == mention.profile_id
