@@ -84,36 +84,18 @@ class StripeProvider:
         cancel_url: str,
         idempotency_key: str,
     ) -> CheckoutInfo:
-        expires_at = max(expires_at, datetime.now(UTC) + MIN_SESSION_LIFETIME)
-        session = await self._call(
-            self.client.v1.checkout.sessions.create_async,
-            {
-                "mode": "payment",
-                "line_items": [
-                    {
-                        "price_data": {
-                            "currency": currency.lower(),
-                            "unit_amount": amount,
-                            "product_data": {"name": description},
-                        },
-                        "quantity": 1,
-                    }
-                ],
-                "customer_email": customer_email,
-                "client_reference_id": str(booking_id),
-                "metadata": {"booking_id": str(booking_id)},
-                "payment_intent_data": {
-                    "transfer_group": transfer_group(booking_id),
-                    "metadata": {"booking_id": str(booking_id)},
-                },
-                "expires_at": int(expires_at.timestamp()),
-                "success_url": success_url,
-                "cancel_url": cancel_url,
-            },
-            {"idempotency_key": idempotency_key},
-        )
-        return CheckoutInfo(
-            id=session["id"], url=session["url"], expires_at=datetime.fromtimestamp(session["expires_at"], UTC)
+        return await self._checkout(
+            reference=str(booking_id),
+            transfer_group=transfer_group(booking_id),
+            metadata={"booking_id": str(booking_id)},
+            amount=amount,
+            currency=currency,
+            description=description,
+            customer_email=customer_email,
+            expires_at=max(expires_at, datetime.now(UTC) + MIN_SESSION_LIFETIME),
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=idempotency_key,
         )
 
     async def create_package_checkout(
@@ -130,7 +112,37 @@ class StripeProvider:
     ) -> CheckoutInfo:
         """A lesson package: one line item in the tutor's currency, the package id in the session's
         and the payment intent's metadata (webhooks tell a package from a booking by it)."""
-        expires_at = datetime.now(UTC) + timedelta(minutes=PACKAGE_CHECKOUT_MINUTES)
+        return await self._checkout(
+            reference=package_reference(package_id),
+            transfer_group=package_reference(package_id),
+            metadata={"package_id": str(package_id)},
+            amount=amount,
+            currency=currency,
+            description=description,
+            customer_email=customer_email,
+            expires_at=datetime.now(UTC) + timedelta(minutes=PACKAGE_CHECKOUT_MINUTES),
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=idempotency_key,
+        )
+
+    async def _checkout(
+        self,
+        *,
+        reference: str,
+        transfer_group: str,
+        metadata: dict[str, str],
+        amount: int,
+        currency: str,
+        description: str,
+        customer_email: str,
+        expires_at: datetime,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> CheckoutInfo:
+        """One Checkout Session: one line item, the reference and metadata on the session and on
+        its payment intent (with the transfer group of the later transfer)."""
         session = await self._call(
             self.client.v1.checkout.sessions.create_async,
             {
@@ -146,12 +158,9 @@ class StripeProvider:
                     }
                 ],
                 "customer_email": customer_email,
-                "client_reference_id": package_reference(package_id),
-                "metadata": {"package_id": str(package_id)},
-                "payment_intent_data": {
-                    "transfer_group": package_reference(package_id),
-                    "metadata": {"package_id": str(package_id)},
-                },
+                "client_reference_id": reference,
+                "metadata": metadata,
+                "payment_intent_data": {"transfer_group": transfer_group, "metadata": metadata},
                 "expires_at": int(expires_at.timestamp()),
                 "success_url": success_url,
                 "cancel_url": cancel_url,
