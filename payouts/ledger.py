@@ -10,7 +10,8 @@ Accounts (``account`` strings):
 * ``cash_at_provider``: money the platform holds at the payment provider (asset, debit balance);
 * ``tutor_payable:{tutor_id}``: what the platform owes a tutor for paid lessons (liability);
 * ``platform_revenue``: the platform's fee (revenue, credit balance);
-* ``refunds``: the platform's share of refunds (contra-revenue, debit balance);
+* ``refunds``: the platform's share of refunds (contra-revenue, debit balance), and what the
+  platform loses to a lost provider dispute (chargeback) it cannot pass on to the tutor;
 * ``unapplied_funds``: money received that cannot be applied to a booking (a hold that lapsed, an
   amount that does not match) until it is refunded (liability);
 * ``package_credit:{package_id}``: a lesson package's unearned credit, owed to the student as
@@ -183,6 +184,30 @@ def transfer_reversal_txn(*, key: str, tutor_id: object, amount: int, currency: 
         key,
         [Posting(CASH, amount, currency), Posting(tutor_payable(tutor_id), -amount, currency)],
     )
+
+
+def dispute_lost_txn(*, key: str, tutor_id: object, tutor_part: int, platform_part: int, currency: str) -> Txn:
+    """A provider dispute (chargeback) of a lesson's charge was lost: the bank took back
+    ``tutor_part + platform_part`` from the platform's balance. The tutor's part (not transferred
+    yet, so never to be) leaves what is owed to the tutor; the platform's part (its fee, or the
+    whole remainder when the tutor was paid already) is booked against refunds. Kind
+    ``dispute_lost``, not ``refund``: the provider shows no refund on the charge."""
+    if tutor_part < 0 or platform_part < 0:
+        raise CodedError("ledger.negative_refund", tutor_part=tutor_part, platform_part=platform_part)
+    return make_txn(
+        "dispute_lost",
+        key,
+        [
+            Posting(tutor_payable(tutor_id), tutor_part, currency),
+            Posting(REFUNDS, platform_part, currency),
+            Posting(CASH, -(tutor_part + platform_part), currency),
+        ],
+    )
+
+
+def unapplied_dispute_lost_txn(*, key: str, amount: int, currency: str) -> Txn:
+    """A lost dispute of money no booking took (owed back anyway): the bank paid it back."""
+    return make_txn("dispute_lost", key, [Posting(UNAPPLIED, amount, currency), Posting(CASH, -amount, currency)])
 
 
 # ---- lesson packages ---------------------------------------------------------------------------

@@ -66,7 +66,8 @@ async def ledger_check(session: AsyncSession) -> tuple[list[Difference], int, di
 
 
 async def _ledger_by_booking(session: AsyncSession) -> dict[Any, dict[str, int]]:
-    """Per booking: cash in (payments), cash out (refunds, transfers), cash back (reversals)."""
+    """Per booking: cash in (payments), cash out (refunds, transfers, lost disputes), cash back
+    (reversals)."""
     rows = await session.execute(
         select(LedgerTransaction.booking_id, LedgerTransaction.kind, func.sum(LedgerEntry.amount))
         .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
@@ -84,6 +85,8 @@ async def _ledger_by_booking(session: AsyncSession) -> dict[Any, dict[str, int]]
             out[booking_id]["transferred"] += -total
         elif kind == "transfer_reversal":
             out[booking_id]["reversed"] += total
+        elif kind == "dispute_lost":
+            out[booking_id]["lost"] += -total
     return out
 
 
@@ -145,7 +148,19 @@ async def reconcile(session: AsyncSession, provider: PaymentProvider, *, concurr
                     found.append(Difference("charge.amount", ref, mine.get("paid", 0), charge.get("amount")))
                 if str(charge.get("currency") or "").upper() not in ("", payment.currency):
                     found.append(Difference("charge.currency", ref, payment.currency, charge.get("currency")))
-                if int(charge.get("amount_refunded") or 0) != mine.get("refunded", 0):
+                provider_refunded = int(charge.get("amount_refunded") or 0)
+                lost = mine.get("lost", 0)
+                if lost:
+                    # A lost dispute took what the charge still held; the provider shows it as
+                    # disputed, not refunded. A refund whose event came only after the loss is
+                    # counted in the loss, so the provider's refunds lie between the two.
+                    if charge and charge.get("disputed") is False:
+                        found.append(Difference("charge.disputed", ref, lost, "not disputed"))
+                    if not mine.get("refunded", 0) <= provider_refunded <= mine.get("refunded", 0) + lost:
+                        found.append(
+                            Difference("charge.amount_refunded", ref, mine.get("refunded", 0), provider_refunded)
+                        )
+                elif provider_refunded != mine.get("refunded", 0):
                     found.append(
                         Difference(
                             "charge.amount_refunded", ref, mine.get("refunded", 0), charge.get("amount_refunded")

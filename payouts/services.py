@@ -34,6 +34,7 @@ from marketplace.ports import LessonPayment
 from marketplace.settings import get_settings
 from payouts import ledger, packages
 from payouts.models import (
+    PACKAGE_DISPUTE_NOTE,
     Dispute,
     DisputeStatus,
     LedgerEntry,
@@ -560,31 +561,144 @@ async def _on_transfer_reversed(session: AsyncSession, obj: dict[str, Any], even
     return PROCESSED
 
 
+# A provider dispute (chargeback) of a lesson's charge is noted in the payment's ``failure_message``
+# as ``dispute:{dispute_id}:{open|won|lost}``, as lesson packages note theirs (no column of its own):
+# the dispute's state by its id, so a late ``created`` after its ``closed`` changes nothing.
+
+
+def _provider_dispute(payment: Payment) -> tuple[str, str] | None:
+    """``(dispute_id, state)`` of the provider dispute noted on this payment, if any."""
+    note = payment.failure_message or ""
+    if not note.startswith(PACKAGE_DISPUTE_NOTE):
+        return None
+    dispute_id, _sep, state = note.removeprefix(PACKAGE_DISPUTE_NOTE).rpartition(":")
+    return dispute_id, state
+
+
+def _provider_dispute_open(payment: Payment) -> bool:
+    noted = _provider_dispute(payment)
+    if noted is not None:
+        return noted[1] == packages.DISPUTE_OPEN
+    return payment.provider_dispute_id is not None  # frozen before disputes were noted
+
+
+def _note_provider_dispute(payment: Payment, dispute_id: str, state: str) -> None:
+    payment.provider_dispute_id = dispute_id
+    if payment.status != PaymentStatus.unapplied:  # there it holds why the money is refunded
+        payment.failure_message = f"{PACKAGE_DISPUTE_NOTE}{dispute_id}:{state}"
+
+
 async def _on_dispute_created(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    """``charge.dispute.created`` on a lesson's charge: the transfer to the tutor freezes until the
+    dispute closes. A dispute that closed already (its events out of order) or a replay changes
+    nothing, so created-then-closed and closed-then-created end in the same state."""
     on_package = await packages.on_dispute_created(session, obj)  # a lesson package's charge
     if on_package is not None:
         return on_package
     payment = await _payment_by(session, payment_intent_id=obj.get("payment_intent"), charge_id=obj.get("charge"))
-    if payment is None:
-        return DEFERRED
-    payment.provider_dispute_id = obj.get("id")
+    if payment is None or payment.paid_amount == 0:
+        return DEFERRED  # the payment's own event has not been applied yet
+    dispute_id = str(obj.get("id") or "")
+    if obj.get("charge") and not payment.charge_id:
+        payment.charge_id = obj["charge"]
+    if payment.status == PaymentStatus.unapplied:
+        return PROCESSED  # refunded in full anyway; a loss is booked when it closes
+    noted = _provider_dispute(payment)
+    if noted is not None and noted[0] == dispute_id:
+        return PROCESSED  # replay, or closed already (a stale created)
+    _note_provider_dispute(payment, dispute_id, packages.DISPUTE_OPEN)
     if payment.transfer_status in (TransferStatus.none, TransferStatus.pending, TransferStatus.released):
         payment.transfer_status = TransferStatus.frozen
     return PROCESSED
 
 
 async def _on_dispute_closed(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
+    """``charge.dispute.closed`` on a lesson's charge.
+
+    Won (or an inquiry closed, ``warning_closed``): a transfer this dispute froze goes ahead. While
+    the student's own dispute of the lesson is open with an admin, it stays frozen (the admin
+    decides; resolving it then releases the transfer); when the admin resolved it already, the
+    transfer is ``released`` (no waiting for the review window again); otherwise the transfer
+    waits for the window as usual. Lost: see :func:`_provider_dispute_lost`. Replays (and the
+    same dispute's late ``created``) change nothing."""
     on_package = await packages.on_dispute_closed(session, obj)  # a lesson package's charge
     if on_package is not None:
         return on_package
     payment = await _payment_by(session, payment_intent_id=obj.get("payment_intent"), charge_id=obj.get("charge"))
-    if payment is None:
+    if payment is None or payment.paid_amount == 0:
         return DEFERRED
-    payment.provider_dispute_id = obj.get("id")
-    if obj.get("status") == "won" and payment.transfer_status == TransferStatus.frozen:
-        payment.transfer_status = TransferStatus.none
-        after_commit(session, _transfer_soon(payment.booking_id))
+    dispute_id = str(obj.get("id") or "")
+    if obj.get("charge") and not payment.charge_id:
+        payment.charge_id = obj["charge"]
+    noted = _provider_dispute(payment)
+    if noted is not None and noted[0] == dispute_id and noted[1] != packages.DISPUTE_OPEN:
+        return PROCESSED  # replay
+    if obj.get("status") == "lost":
+        await _provider_dispute_lost(session, payment, dispute_id)
+        _note_provider_dispute(payment, dispute_id, packages.DISPUTE_LOST)
+        return PROCESSED
+    _note_provider_dispute(payment, dispute_id, packages.DISPUTE_WON)
+    if payment.transfer_status == TransferStatus.frozen:
+        admin = await session.scalar(select(Dispute).where(Dispute.booking_id == payment.booking_id))
+        if admin is None:
+            payment.transfer_status = TransferStatus.none
+        elif admin.status == DisputeStatus.resolved:
+            payment.transfer_status = TransferStatus.released
+        if payment.transfer_status != TransferStatus.frozen:
+            after_commit(session, _transfer_soon(payment.booking_id))
     return PROCESSED
+
+
+async def _provider_dispute_lost(session: AsyncSession, payment: Payment, dispute_id: str) -> None:
+    """A lost provider dispute: the bank took back what the charge still held (what was paid less
+    the refunds made on it) and gave it to the student. The payment counts as refunded in full
+    (``refunded_amount`` and ``refund_requested`` = ``paid_amount``), so no later cancellation or
+    admin decision refunds it a second time.
+
+    Ledger (as :func:`payouts.packages._dispute_lost` does for a package's charge): one
+    transaction of kind ``dispute_lost``, key ``dispute_lost:{payment}`` (a replay adds nothing),
+    Cr ``cash_at_provider`` by what the charge still held, and:
+
+    * not transferred yet: the transfer is cancelled (never made); Dr ``tutor_payable:{tutor}`` by
+      the tutor's part still owed (as a refund of the rest would take it back) and Dr ``refunds``
+      by the rest (the fee's share);
+    * transferred already: the platform bears the loss (Dr ``refunds`` by all of it); the transfer
+      is not reversed, as in the package path (a reversal the platform makes later is booked by
+      ``transfer.reversed`` as usual);
+    * money no booking took (``unapplied``): Dr ``unapplied_funds``; the pending refund is dropped.
+
+    Not of kind ``refund``: the provider shows no refund on the charge (reconciliation compares
+    those and counts the loss apart). The provider's dispute fee is not booked. A refund made
+    before the dispute whose event arrives only after the loss is absorbed by it (the balances
+    come out the same)."""
+    left = payment.paid_amount - payment.refunded_amount
+    if left > 0:
+        key = f"dispute_lost:{payment.id}"
+        if payment.status == PaymentStatus.unapplied:
+            txn = ledger.unapplied_dispute_lost_txn(key=key, amount=left, currency=payment.currency)
+        elif payment.transfer_id is None and payment.transfer_status != TransferStatus.paid:
+            tutor_part = (payment.paid_amount - payment.fee_amount) - _tutor_share(payment, payment.refunded_amount)
+            txn = ledger.dispute_lost_txn(
+                key=key,
+                tutor_id=payment.tutor_id,
+                tutor_part=tutor_part,
+                platform_part=left - tutor_part,
+                currency=payment.currency,
+            )
+        else:
+            txn = ledger.dispute_lost_txn(
+                key=key, tutor_id=payment.tutor_id, tutor_part=0, platform_part=left, currency=payment.currency
+            )
+        await ledger_post(
+            session,
+            txn,
+            booking_id=payment.booking_id,
+            tutor_id=payment.tutor_id,
+            memo=f"dispute {dispute_id} lost"[:300],
+        )
+    payment.refunded_amount = payment.refund_requested = payment.paid_amount
+    if payment.transfer_id is None:
+        payment.transfer_status = TransferStatus.cancelled
 
 
 async def _on_account_updated(session: AsyncSession, obj: dict[str, Any], event: dict[str, Any]) -> str:
@@ -899,47 +1013,45 @@ def register_booking_listener() -> bool:
 async def offline_checkout_pay(*, session_id: str, student: User, succeed: bool = True) -> uuid.UUID:
     """The TEST MODE checkout page's "pay": the offline provider marks the session paid and emits the
     event Stripe would send; it is applied exactly like a verified webhook (stored once, a job)."""
-    from payouts.providers import OfflineProvider
 
-    provider = get_provider()
-    if not isinstance(provider, OfflineProvider):
-        raise NotFound(_("We could not find this page."))
-    data = await provider.retrieve_checkout(session_id)
-    booking_id = _booking_id(data or {})
-    if data is None or booking_id is None:
-        raise NotFound(_("We could not find this checkout."))
-    async with session_factory()() as session:
-        booking = await session.get(Booking, booking_id)
-    if booking is None or booking.student_id != student.id:
-        raise NotFound(_("We could not find this checkout."))
-    if data["status"] == "expired":
-        raise Conflict(_("This checkout has expired."))
-    if data["expires_at"] < int(utcnow().timestamp()):
-        await provider.expire_checkout(session_id)
-        await event_receive(endpoint="offline", event=_offline_event("checkout.session.expired", data))
-        raise Conflict(_("This checkout has expired."))
-    was_open = data["status"] == "open"
-    data = await provider.pay_checkout(session_id, succeed=succeed)
-    if was_open:
-        kind = "checkout.session.completed" if succeed else "checkout.session.async_payment_failed"
-        await event_receive(endpoint="offline", event=_offline_event(kind, data))
+    async def owner(session: AsyncSession, data: dict[str, Any]) -> uuid.UUID | None:
+        booking_id = _booking_id(data)
+        booking = await session.get(Booking, booking_id) if booking_id else None
+        return booking_id if booking is not None and booking.student_id == student.id else None
+
+    booking_id, _data, _paid = await _offline_pay(session_id, owner, succeed=succeed)
     return booking_id
 
 
 async def offline_package_pay(*, session_id: str, student: User, succeed: bool = True) -> uuid.UUID:
     """The TEST MODE checkout's "pay" for a lesson package (see :func:`offline_checkout_pay`)."""
+
+    async def owner(session: AsyncSession, data: dict[str, Any]) -> uuid.UUID | None:
+        package_id = packages.package_id_of(data)
+        package = await session.get(LessonPackage, package_id) if package_id else None
+        return package_id if package is not None and package.student_id == student.id else None
+
+    package_id, data, paid = await _offline_pay(session_id, owner, succeed=succeed)
+    if paid:  # the charge, as Stripe would report it (gives the package its charge id)
+        intent = await get_provider().retrieve_payment_intent(data["payment_intent"])
+        async with transaction() as session:
+            row = await session.get(LessonPackage, package_id, with_for_update=True)
+            row.charge_id = row.charge_id or intent.get("latest_charge")
+    return package_id
+
+
+async def _offline_pay(session_id: str, owner, *, succeed: bool) -> tuple[uuid.UUID, dict[str, Any], bool]:
+    """Pay (or fail) an open TEST MODE checkout whose ``owner(session, data)`` is the signed-in
+    student's booking or package; returns that id, the session and whether it was paid just now."""
     from payouts.providers import OfflineProvider
 
     provider = get_provider()
     if not isinstance(provider, OfflineProvider):
         raise NotFound(_("We could not find this page."))
     data = await provider.retrieve_checkout(session_id)
-    package_id = packages.package_id_of(data or {})
-    if data is None or package_id is None:
-        raise NotFound(_("We could not find this checkout."))
     async with session_factory()() as session:
-        package = await session.get(LessonPackage, package_id)
-    if package is None or package.student_id != student.id:
+        owned = await owner(session, data) if data is not None else None
+    if owned is None:
         raise NotFound(_("We could not find this checkout."))
     if data["status"] == "expired":
         raise Conflict(_("This checkout has expired."))
@@ -952,12 +1064,7 @@ async def offline_package_pay(*, session_id: str, student: User, succeed: bool =
     if was_open:
         kind = "checkout.session.completed" if succeed else "checkout.session.async_payment_failed"
         await event_receive(endpoint="offline", event=_offline_event(kind, data))
-        if succeed:  # the charge, as Stripe would report it (gives the package its charge id)
-            intent = await provider.retrieve_payment_intent(data["payment_intent"])
-            async with transaction() as session:
-                row = await session.get(LessonPackage, package_id, with_for_update=True)
-                row.charge_id = row.charge_id or intent.get("latest_charge")
-    return package_id
+    return owned, data, was_open and succeed
 
 
 def _offline_event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -994,6 +1101,8 @@ def dispute_refusal(booking: Booking, payment: Payment | None, now: datetime) ->
         return _("Only a paid lesson can be disputed.")
     if booking.status in (BookingStatus.disputed, BookingStatus.resolved):
         return _("You have already disputed this lesson.")
+    if payment.refunded_amount >= payment.paid_amount:
+        return _("This lesson has been refunded in full.")
     if booking.status not in (BookingStatus.confirmed, BookingStatus.completed, BookingStatus.no_show):
         return _("This lesson cannot be disputed.")
     if booking.status == BookingStatus.confirmed and now < booking.starts_at:
@@ -1089,7 +1198,7 @@ async def dispute_resolve(
     dispute.refund_amount = refund
     dispute.resolved_by = admin.id
     dispute.resolved_at = utcnow()
-    if payment.transfer_status == TransferStatus.frozen and payment.provider_dispute_id is None:
+    if payment.transfer_status == TransferStatus.frozen and not _provider_dispute_open(payment):
         payment.transfer_status = TransferStatus.released
     if refund:
         await payment_request_refund(
