@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 #: Stored webhook events applied per transaction by ``lessons_webhooks_apply`` (on SQLite, where
 #: the write lock is the database's, fewer).
 BATCH = 50
-SQLITE_BATCH = 20
+SQLITE_BATCH = 5
 
 
 @jobs.actor(queue_name="default")
@@ -45,7 +45,7 @@ async def lessons_webhooks_apply(booking_id: str) -> None:
             if await webhooks_apply_pending(session, booking_id=uuid.UUID(booking_id), limit=limit) < limit:
                 return
         if sqlite:
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.005)
 
 
 @periodic.every(60)
