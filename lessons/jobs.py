@@ -33,7 +33,8 @@ async def lessons_room_prepare(booking_id: str) -> None:
 async def lessons_webhooks_apply(booking_id: str) -> None:
     """Apply the lesson's stored LiveKit events (sent, delayed, after the first event of a burst is
     stored; a job that finds them applied by an earlier one does nothing)."""
-    from lessons.services import sqlite_write_gate, webhooks_apply_pending
+    from lessons.services import webhooks_apply_pending
+    from marketplace.sqlite_gate import sqlite_write_gate
 
     # In short transactions of at most BATCH events. On SQLite the webhook endpoint's inserts wait
     # for the write lock meanwhile: shorter ones there, taking turns with the inserts at the gate

@@ -8,12 +8,9 @@ Booking status changes only through ``scheduling.bookings`` (``booking_complete`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -42,6 +39,7 @@ from marketplace.db import after_commit
 from marketplace.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from marketplace.i18n import gettext as _
 from marketplace.settings import get_settings
+from marketplace.sqlite_gate import sqlite_write_gate
 from scheduling.bookings import BookingChange, booking_complete, booking_no_show, on_booking_change
 from scheduling.models import Booking, BookingStatus
 
@@ -374,61 +372,6 @@ async def webhooks_store(
         else:
             results.append(WebhookResult("duplicate", item.event, booking_id))
     return results
-
-
-class _SqliteWriteGate:
-    """On SQLite, writers that would otherwise wait for the database's write lock in SQLite's busy
-    handler (sleeps of up to 100 ms between tries, and no order: under steady load some wait for
-    seconds) take turns on an exclusive ``flock`` of a file beside the database instead: the kernel
-    wakes the next holder as soon as the lock is released, across the web processes and the job
-    worker. Within a process they queue on an asyncio lock first, so one thread waits on the file.
-    Used by the webhook inbox and the job that applies the events; other writers are unchanged
-    (they still meet the database's own lock). Nothing on PostgreSQL."""
-
-    def __init__(self) -> None:
-        self._locks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
-
-    def _path(self) -> str | None:
-        url = get_settings().database_url
-        if not url.startswith("sqlite"):
-            return None
-        path = url.split("///", 1)[-1].split("?", 1)[0]
-        return None if not path or path == ":memory:" else path + ".write-gate"
-
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        path = self._path()
-        try:
-            import fcntl
-        except ImportError:  # not a POSIX system: the busy handler alone
-            path = None
-        if path is None:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        entry = self._locks.get(id(loop))
-        if entry is None or entry[0] is not loop:
-            entry = (loop, asyncio.Lock())
-            self._locks[id(loop)] = entry
-        async with entry[1]:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
-                    try:
-                        await asyncio.shield(waiting)
-                    except asyncio.CancelledError:
-                        with contextlib.suppress(BaseException):  # let the wait end before the fd closes
-                            await waiting
-                        raise
-                yield
-            finally:
-                os.close(fd)  # releases the lock
-
-
-sqlite_write_gate = _SqliteWriteGate()
 
 
 class _WebhookInbox:

@@ -32,6 +32,7 @@ from marketplace.errors import Conflict, NotFound, ValidationFailed
 from marketplace.i18n import gettext as _
 from marketplace.ports import LessonPayment
 from marketplace.settings import get_settings
+from marketplace.sqlite_gate import sqlite_write_gate
 from payouts import ledger, packages
 from payouts.models import (
     PACKAGE_DISPUTE_NOTE,
@@ -285,7 +286,7 @@ async def _store_events(batch: list[tuple[str, dict[str, Any]]]) -> set[str]:
     wanted: dict[str, tuple[str, dict[str, Any]]] = {}
     for endpoint, event in batch:
         wanted.setdefault(str(event["id"]), (endpoint, event))
-    async with transaction() as session:
+    async with sqlite_write_gate.hold(), transaction() as session:
         existing = set(
             (await session.execute(select(WebhookEvent.event_id).where(WebhookEvent.event_id.in_(list(wanted)))))
             .scalars()
@@ -370,8 +371,9 @@ _inbox = _EventInbox()
 
 
 async def event_process(event_id: str) -> str | None:
-    """Apply a stored event (idempotent). Returns its status."""
-    async with transaction() as session:
+    """Apply a stored event (idempotent). Returns its status. On SQLite it takes turns with the
+    webhook inbox at the write gate (``marketplace.sqlite_gate``)."""
+    async with sqlite_write_gate.hold(), transaction() as session:
         event = await session.scalar(select(WebhookEvent).where(WebhookEvent.event_id == event_id).with_for_update())
         if event is None:
             return None

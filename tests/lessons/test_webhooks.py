@@ -412,8 +412,8 @@ def test_the_write_gate_lets_one_writer_in_at_a_time_on_sqlite():
     import threading
     import time
 
-    from lessons.services import sqlite_write_gate
     from marketplace.settings import get_settings
+    from marketplace.sqlite_gate import sqlite_write_gate
 
     if not get_settings().database_url.startswith("sqlite"):
         assert sqlite_write_gate._path() is None  # PostgreSQL: no gate, the inserts run concurrently
