@@ -368,17 +368,16 @@ class Plan:
         conditions = snap.alive.copy()
         self.score: np.ndarray | None = None
         if text is not None:
-            positions = snap.positions_of(text.keys)
+            positions, found = snap.positions_and_found(text.keys)
             matched = np.zeros(n, dtype=bool)
             matched[positions] = True
             conditions &= matched
             if text.scores is not None:
-                at = np.searchsorted(snap._keys, text.keys) if len(snap._keys) else np.zeros(0, dtype=np.int64)
                 score = np.full(n, np.inf)
-                if len(snap._keys):
-                    at = np.minimum(at, len(snap._keys) - 1)
-                    found = snap._keys[at] == text.keys
-                    score[snap._key_pos[at[found]]] = text.scores[found]
+                score[positions] = text.scores[found]
+                teaches = snap.teaches(query.terms)
+                if teaches is not None:
+                    score[positions] -= teaches[positions]
                 self.score = score
         q = query
         if q.online_only:
@@ -440,7 +439,8 @@ class Plan:
         candidates = np.flatnonzero(self.accepted)
         keys: list[np.ndarray]
         if q.sort == "relevance" and self.score is not None:
-            keys = [self.score[candidates], snap.quality_rank[candidates]]
+            # Scores are a few small tiers: one key, tier first, then the quality rank.
+            keys = [self.score[candidates] * (snap.size + 1) + snap.quality_rank[candidates]]
         elif q.sort in ("relevance", "rating"):
             # The quality order is precomputed: the first k accepted documents along it.
             ordered = snap.quality_order[np.flatnonzero(self.accepted[snap.quality_order])[:k]]

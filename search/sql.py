@@ -349,9 +349,10 @@ def _parse_keys(joined: str | None) -> np.ndarray:
 
 async def _text_matches(session: AsyncSession, query: SearchQuery, dialect: str, snap: Snapshot) -> TextMatches:
     """The doc keys that match the words (each a prefix) and, for relevance, their scores (lower
-    first): a tutor whose name has every word first, then one who teaches it (every word begins an
-    instrument or genre of theirs), then the rest; the quality order breaks ties. Two cheap queries
-    and array work, where a BM25 over every match cost up to half a second at 100,000 tutors."""
+    first): a tutor whose name has every word first, then (added by the plan) one who teaches it
+    (every word begins an instrument or genre of theirs), then the rest; the quality order breaks
+    ties. Two cheap queries and array work, where a BM25 over every match cost up to half a second
+    at 100,000 tutors."""
     terms = query.terms
     names: np.ndarray | None = None
     if dialect == "sqlite":
@@ -381,11 +382,8 @@ async def _text_matches(session: AsyncSession, query: SearchQuery, dialect: str,
         keys = np.asarray(rows, dtype=np.int64)
     if query.sort != "relevance":
         return TextMatches(keys, None)
+    # The name tier; the snapshot's plan adds the teaching tier (``Snapshot.teaches``).
     tier = np.zeros(len(keys), dtype=np.float64)
     if names is not None and len(names):
-        tier -= 2 * np.isin(keys, names)
-    teaches = snap.teaches(terms)
-    if teaches is not None:
-        positions, found = snap.positions_and_found(keys)
-        tier[found] -= teaches[positions]
+        tier -= 2 * np.isin(keys, names, assume_unique=True)
     return TextMatches(keys, tier)
