@@ -223,27 +223,19 @@ class OfflineProvider:
         cancel_url: str,
         idempotency_key: str,
     ) -> CheckoutInfo:
-        session_id = _offline_id("cs", idempotency_key)
-        data = {
-            "id": session_id,
-            "object": "checkout.session",
-            "mode": "payment",
-            "status": "open",
-            "payment_status": "unpaid",
-            "amount_total": amount,
-            "currency": currency.lower(),
-            "client_reference_id": str(booking_id),
-            "metadata": {"booking_id": str(booking_id)},
-            "description": description,
-            "customer_email": customer_email,
-            "expires_at": int(expires_at.timestamp()),
-            "success_url": success_url,
-            "cancel_url": cancel_url,
-            "payment_intent": None,
-            "transfer_group": transfer_group(booking_id),
-            "url": f"/pay/offline/{session_id}",
-        }
-        stored = await self._put_once(session_id, "checkout.session", data)
+        stored = await self._checkout(
+            reference=str(booking_id),
+            transfer_group=transfer_group(booking_id),
+            metadata={"booking_id": str(booking_id)},
+            amount=amount,
+            currency=currency,
+            description=description,
+            customer_email=customer_email,
+            expires_at=expires_at,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=idempotency_key,
+        )
         return CheckoutInfo(id=stored["id"], url=stored["url"], expires_at=expires_at)
 
     async def create_package_checkout(
@@ -260,8 +252,40 @@ class OfflineProvider:
     ) -> CheckoutInfo:
         from datetime import UTC, timedelta
 
+        stored = await self._checkout(
+            reference=package_reference(package_id),
+            transfer_group=package_reference(package_id),
+            metadata={"package_id": str(package_id)},
+            amount=amount,
+            currency=currency,
+            description=description,
+            customer_email=customer_email,
+            expires_at=datetime.now(UTC) + timedelta(minutes=PACKAGE_CHECKOUT_MINUTES),
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=idempotency_key,
+        )
+        return CheckoutInfo(
+            id=stored["id"], url=stored["url"], expires_at=datetime.fromtimestamp(stored["expires_at"], UTC)
+        )
+
+    async def _checkout(
+        self,
+        *,
+        reference: str,
+        transfer_group: str,
+        metadata: dict[str, str],
+        amount: int,
+        currency: str,
+        description: str,
+        customer_email: str,
+        expires_at: datetime,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """One test-mode checkout session, stored once per idempotency key (as Stripe would)."""
         session_id = _offline_id("cs", idempotency_key)
-        expires_at = datetime.now(UTC) + timedelta(minutes=PACKAGE_CHECKOUT_MINUTES)
         data = {
             "id": session_id,
             "object": "checkout.session",
@@ -270,21 +294,18 @@ class OfflineProvider:
             "payment_status": "unpaid",
             "amount_total": amount,
             "currency": currency.lower(),
-            "client_reference_id": package_reference(package_id),
-            "metadata": {"package_id": str(package_id)},
+            "client_reference_id": reference,
+            "metadata": metadata,
             "description": description,
             "customer_email": customer_email,
             "expires_at": int(expires_at.timestamp()),
             "success_url": success_url,
             "cancel_url": cancel_url,
             "payment_intent": None,
-            "transfer_group": package_reference(package_id),
+            "transfer_group": transfer_group,
             "url": f"/pay/offline/{session_id}",
         }
-        stored = await self._put_once(session_id, "checkout.session", data)
-        return CheckoutInfo(
-            id=stored["id"], url=stored["url"], expires_at=datetime.fromtimestamp(stored["expires_at"], UTC)
-        )
+        return await self._put_once(session_id, "checkout.session", data)
 
     async def retrieve_checkout(self, session_id: str) -> dict[str, Any] | None:
         return await self._get(session_id)
