@@ -248,9 +248,11 @@ class Snapshot:
         currencies: list[str],
         facets: dict[str, _Facet],
         lexicon: Lexicon | None = None,
+        loaded_size: int | None = None,
     ) -> None:
         self.epoch = epoch
         self.lexicon = lexicon
+        self.loaded_size = len(alive) if loaded_size is None else loaded_size  # documents of the last full load
         self.generation = generation
         self.columns = columns
         self.alive = alive
@@ -397,6 +399,7 @@ class Snapshot:
             currencies=currencies,
             facets=facets,
             lexicon=lexicon,
+            loaded_size=base.loaded_size if base is not None else None,
         )
 
     # -- querying ----------------------------------------------------------------------------

@@ -45,6 +45,8 @@ CHUNK = 500
 WRITE_CHUNK = 2000  # rows per executemany
 KEEP_GENERATIONS = 2000  # change-log generations kept; a reader further behind reloads everything
 PRUNE_EVERY = 50
+RELOAD_CHANGES = 2000  # a snapshot takes up to this many changes (or a tenth of the index) incrementally,
+RELOAD_BEHIND = 5000  # while its dead plus appended rows stay under this (or a quarter); else a full load
 
 _HIT_COLUMNS = (
     DOCS.c.doc_key,
@@ -221,8 +223,9 @@ async def current_snapshot(session: AsyncSession) -> Snapshot:
                 )
             ).scalars()
         )
-        dead = snap.size - snap.live
-        if len(changed) <= max(2000, snap.live // 10) and dead + len(changed) <= max(5000, snap.live // 4):
+        # Dead rows and rows appended since the last full load (the lexicon's tail) stay few.
+        behind = max(snap.size - snap.live, snap.size - snap.loaded_size) + len(changed)
+        if len(changed) <= max(RELOAD_CHANGES, snap.live // 10) and behind <= max(RELOAD_BEHIND, snap.live // 4):
             rows = await _load_rows(session, changed)
             lexemes = await _load_lexemes(session, [row[0] for row in rows]) if snap.lexicon is not None else None
             fresh = Snapshot.from_rows(

@@ -386,3 +386,28 @@ async def test_postgresql_words_match_in_memory_as_the_gin_index_does():
         result = await backend.search(query)
         now = [edited, *(d for d in docs[1:] if d.profile_id != profile_id("tom")), newcomer]
         assert {h.profile_id for h in result.hits} == brute_force(now, query)[0], q
+
+
+async def test_rows_appended_since_the_last_full_load_stay_few(monkeypatch):
+    """New tutors only append (nothing dies), yet the appended rows (and the lexicon's tail, rebuilt
+    with each change) must not grow without end: past the limit the next search loads in full."""
+    docs = corpus()
+    backend = SqlSearchBackend()
+    await backend.index(docs)
+    await backend.search(SearchQuery())
+    monkeypatch.setattr(sql, "RELOAD_BEHIND", 2)
+    now = list(docs)
+    reloads = 0
+    for i in range(len(docs) // 4 + 3):
+        before = snapshot_of_this_process()
+        appended = before.size - before.loaded_size
+        now.append(dataclasses.replace(docs[i], profile_id=uuid.uuid4(), slug=f"new-{i}"))
+        await backend.index([now[-1]])
+        await assert_exact(backend, now)
+        after = snapshot_of_this_process()
+        if appended + 1 <= max(2, before.live // 4):
+            assert (after.size, after.loaded_size) == (before.size + 1, before.loaded_size)  # appended
+        else:
+            assert after.size == after.loaded_size == after.live == len(now)  # loaded in full
+            reloads += 1
+    assert reloads >= 1
