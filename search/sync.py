@@ -8,9 +8,9 @@
   visible (approved, live, tutor not banned) or deletes it otherwise, however often it runs.
 - ``reindex_all`` rebuilds the whole index (``marketplace search reindex``; ``marketplace demo``).
 - ``reconcile`` repairs what the jobs missed (a lost message, a crash between commit and enqueue):
-  missing and stale documents are indexed again, orphans removed. Run ``search_reconcile``
-  periodically from a scheduler, e.g. cron (``marketplace search reconcile``) or a Dramatiq
-  periodic middleware such as APScheduler/periodiq sending ``search_reconcile.send()``.
+  missing and stale documents are indexed again, orphans removed. The periodic clock
+  (``marketplace.periodic``: in the web process with in-process jobs, else ``marketplace clock``)
+  sends ``search_reconcile`` every 15 minutes; ``marketplace search reconcile`` runs it at once.
 
 The backend is chosen from the settings (``search.backend.search_backend``): Meilisearch when MEILI_URL
 is set, otherwise the embedded SQL backend.
@@ -416,10 +416,13 @@ async def reconcile(*, batch: int = 1000, backend: SearchBackend | None = None) 
     return result
 
 
+RECONCILE_SECONDS = 15 * 60
+
+
+@every(RECONCILE_SECONDS)
 @jobs.actor(queue_name="search", max_retries=3, time_limit=3_600_000)
 async def search_reconcile() -> None:
-    """Periodic repair. No scheduler is bundled: cron runs ``marketplace search reconcile``, or a
-    periodic middleware (APScheduler, periodiq) sends ``search_reconcile.send()`` every few minutes."""
+    """Periodic repair, sent by the periodic clock (and run at once by ``marketplace search reconcile``)."""
     await reconcile()
 
 

@@ -204,6 +204,19 @@ async def test_reconcile_repairs_missing_stale_and_orphan_documents(admin, drain
     assert (await hits())[ids[1]].price_minor == 9900
 
 
+async def test_the_periodic_clock_sends_the_reconcile_job_which_repairs_drift(admin, drain):
+    from marketplace import periodic
+
+    profile_id = (await tutor_with_profile("Tutor Drift", approve_by=admin))[1]
+    await drain()
+    await SqlSearchBackend().delete([profile_id])  # a lost job
+    job = periodic.registered()["search_reconcile"]
+    assert job.seconds == 15 * 60
+    periodic.tick(now=job.next_at)  # due: the clock sends it (with whatever else is due)
+    await drain()
+    assert await indexed_ids() == {profile_id}
+
+
 def run_cli(*args: str):
     # Called through asyncio.to_thread: the command runs (and closes) its own event loop.
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
