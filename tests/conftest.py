@@ -115,11 +115,11 @@ async def empty_tables_and_redis() -> None:
         jobs.broker.flush_all()
     engine = get_engine()
     async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in _tables()) + " CASCADE"))
-        else:
-            for table in _tables():
-                await conn.execute(text(f'DELETE FROM "{table}"'))
+        # DELETE, children first, on both databases: a test leaves a few rows, and on PostgreSQL
+        # one TRUNCATE of every table cost 100 ms (new files for each) where this costs 15 ms,
+        # about two minutes over the suite. Triggers fire as in the application (search_fts).
+        for table in _tables():
+            await conn.execute(text(f'DELETE FROM "{table}"'))
         await conn.run_sync(_reseed)
     settings = get_settings()
     if settings.redis_url:
