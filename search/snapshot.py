@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from search.availability import MASK_BITS
-from search.backend import SearchQuery
+from search.backend import SearchQuery, folded_words
 from search.documents import FACETS
 
 SEP = "\x1f"
@@ -170,15 +170,12 @@ class _Postings:
     @classmethod
     def build(cls, positions: np.ndarray, words: Sequence[str]) -> _Postings:
         """From parallel (position, word) pairs."""
-        codes: dict[str, int] = {}
-        code = np.fromiter((codes.setdefault(w, len(codes)) for w in words), dtype=np.int64, count=len(words))
-        ordered = sorted(codes)
-        rank = np.empty(len(ordered), dtype=np.int64)
-        rank[[codes[w] for w in ordered]] = np.arange(len(ordered))
-        order = np.argsort(rank[code] if len(code) else code, kind="stable")
-        by_word = rank[code][order] if len(code) else code
-        offsets = np.searchsorted(by_word, np.arange(len(ordered) + 1))
-        return cls(ordered, offsets, np.asarray(positions, dtype=np.int32)[order])
+        vocabulary = sorted(set(words))
+        codes = {word: i for i, word in enumerate(vocabulary)}
+        code = np.fromiter(map(codes.__getitem__, words), dtype=np.int64, count=len(words))
+        order = np.argsort(code, kind="stable")
+        offsets = np.searchsorted(code[order], np.arange(len(vocabulary) + 1))
+        return cls(vocabulary, offsets, np.asarray(positions, dtype=np.int32)[order])
 
     def pairs(self) -> tuple[np.ndarray, list[str]]:
         counts = np.diff(self.offsets)
@@ -248,10 +245,12 @@ class Snapshot:
         currencies: list[str],
         facets: dict[str, _Facet],
         lexicon: Lexicon | None = None,
+        names: Lexicon | None = None,
         loaded_size: int | None = None,
     ) -> None:
         self.epoch = epoch
         self.lexicon = lexicon
+        self.names = names  # the folded words of the names, as a query folds its words
         self.loaded_size = len(alive) if loaded_size is None else loaded_size  # documents of the last full load
         self.generation = generation
         self.columns = columns
@@ -294,12 +293,12 @@ class Snapshot:
         generation: int,
         base: Snapshot | None = None,
         dead_keys: Iterable[int] = (),
-        lexemes: tuple[Sequence[int], Sequence[Sequence[str]]] | None = None,
+        lexemes: tuple[Sequence[int], Sequence[Sequence[str]], Sequence[str]] | None = None,
     ) -> Snapshot:
         """A snapshot of ``rows`` (tuples in ``COLUMNS`` order), appended to ``base`` (whose
         documents with a key in ``dead_keys`` or among the new rows are marked dead). ``lexemes``:
-        doc keys and their full-text words, for the ``Lexicon`` (kept only when the base has one
-        too, or there is no base)."""
+        doc keys, their full-text words and their names, for the ``Lexicon`` of the text and the
+        one of the names' folded words (kept only when the base has them too, or there is no base)."""
         n0 = base.size if base is not None else 0
         currencies = list(base.currencies) if base is not None else []
         currency_codes = {c: i for i, c in enumerate(currencies)}
@@ -386,11 +385,16 @@ class Snapshot:
             alive = np.concatenate([base.alive, np.ones(len(rows), dtype=bool)])
             gone = np.asarray([*dead_keys, *new["doc_key"].tolist()], dtype=np.int64)
             alive[: base.size] &= ~np.isin(base.columns["doc_key"], gone)
-        lexicon = None
-        if lexemes is not None and (base is None or base.lexicon is not None):
+        lexicon = names = None
+        if lexemes is not None and (base is None or (base.lexicon is not None and base.names is not None)):
             new_positions = {key: n0 + i for i, key in enumerate(new["doc_key"].tolist())}
-            pairs = lexeme_pairs(lexemes[0], lexemes[1], new_positions)
-            lexicon = Lexicon(_Postings.build(*pairs)) if base is None else base.lexicon.extended(*pairs)  # type: ignore[union-attr]
+            keys, words, raw_names = lexemes
+            pairs = lexeme_pairs(keys, words, new_positions)
+            name_pairs = lexeme_pairs(keys, [folded_words(name) for name in raw_names], new_positions)
+            if base is None:
+                lexicon, names = Lexicon(_Postings.build(*pairs)), Lexicon(_Postings.build(*name_pairs))
+            else:
+                lexicon, names = base.lexicon.extended(*pairs), base.names.extended(*name_pairs)  # type: ignore[union-attr]
         return cls(
             epoch=epoch,
             generation=generation,
@@ -399,6 +403,7 @@ class Snapshot:
             currencies=currencies,
             facets=facets,
             lexicon=lexicon,
+            names=names,
             loaded_size=base.loaded_size if base is not None else None,
         )
 

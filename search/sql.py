@@ -7,7 +7,9 @@ and the query folded the same way, so "muller" finds "Müller". Each query word 
 On PostgreSQL the snapshot also holds those stored lexemes inverted (``snapshot.Lexicon``, loaded
 and kept current with the rest of the snapshot): a plain word is matched there, because the GIN
 bitmap scan for a word most tutors use reads nearly the whole table (40 ms at 100,000 tutors);
-any other word is still asked of PostgreSQL.
+any other word is still asked of PostgreSQL. The names' words, folded as the query's are, are
+inverted there too, for the name tier of relevance ("muller" finds Müller's name, as FTS5's name
+column does on SQLite); the trigram ILIKE on names remains for a snapshot without them.
 
 Everything else (facet filters, disjunctive facet counts, price, geography, availability, sorting)
 runs on an in-memory columnar snapshot of ``search_documents`` (``search.snapshot``), kept exact
@@ -76,7 +78,10 @@ _SQLITE_KEYS = text("SELECT group_concat(rowid) FROM search_fts WHERE search_fts
 _PG_KEYS = text(
     "SELECT string_agg(doc_key::text, ',') FROM search_fts WHERE tsv @@ to_tsquery('simple'::regconfig, :match)"
 )
-_PG_LEXEMES = "SELECT doc_key, tsvector_to_array(tsv) FROM search_fts"
+_PG_LEXEMES = (
+    "SELECT d.doc_key, tsvector_to_array(f.tsv), d.name"
+    " FROM search_documents d JOIN search_fts f ON f.doc_key = d.doc_key"
+)
 _PLAIN_TERM = re.compile(r"[a-z0-9]+")  # a query word that is one PostgreSQL lexeme as it stands
 NAME_MATCH_MIN_CHARS = 3  # PostgreSQL's name matching uses the trigram index, which needs 3 characters
 
@@ -184,24 +189,26 @@ async def _load_rows(session: AsyncSession, ids: Sequence[uuid.UUID] | None = No
 
 async def _load_lexemes(
     session: AsyncSession, keys: Sequence[int] | None = None
-) -> tuple[list[int], list[list[str]]] | None:
-    """PostgreSQL's full-text words of these documents (all when ``keys`` is None), for the
-    snapshot's ``Lexicon``; None on other databases."""
+) -> tuple[list[int], list[list[str]], list[str]] | None:
+    """PostgreSQL's full-text words and the names of these documents (all when ``keys`` is None),
+    for the snapshot's lexicons; None on other databases."""
     if session.get_bind().dialect.name != "postgresql":
         return None
     found: list[int] = []
     lexemes: list[list[str]] = []
+    names: list[str] = []
     parts = [None] if keys is None else list(_chunks(list(keys), WRITE_CHUNK))
     for part in parts:
         if part is None:
             result = await session.execute(text(_PG_LEXEMES))
         else:
-            statement = text(_PG_LEXEMES + " WHERE doc_key = ANY(:keys)")
+            statement = text(_PG_LEXEMES + " WHERE d.doc_key = ANY(:keys)")
             result = await session.execute(statement, {"keys": list(part)})
-        for key, words in result.tuples():
+        for key, words, name in result.tuples():
             found.append(key)
             lexemes.append(words)
-    return found, lexemes
+            names.append(name)
+    return found, lexemes, names
 
 
 async def current_snapshot(session: AsyncSession) -> Snapshot:
@@ -411,7 +418,10 @@ async def _text_matches(session: AsyncSession, query: SearchQuery, dialect: str,
             match = " & ".join(f"{term}:*" for term in terms)
             keys = _parse_keys((await session.execute(_PG_KEYS, {"match": match})).scalar())
         long_terms = [t for t in terms if len(t) >= NAME_MATCH_MIN_CHARS]
-        if query.sort == "relevance" and long_terms and len(keys):
+        if query.sort == "relevance" and snap.names is not None and len(keys):
+            # Every word begins a word of the folded name, as FTS5's name column gives on SQLite.
+            names = snap.columns["doc_key"][np.flatnonzero(snap.names.matching(terms, snap.size) & snap.alive)]
+        elif query.sort == "relevance" and long_terms and len(keys):
             # Terms are letters and digits only (``query_terms``), so no LIKE wildcard gets in.
             named = select(func.string_agg(cast(DOCS.c.doc_key, String), ",")).where(
                 *(DOCS.c.name.ilike(bindparam(None, f"%{t}%")) for t in long_terms)

@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, text
 
 from marketplace.db import transaction, utcnow
 from search import sql
-from search.backend import SearchQuery
+from search.backend import SearchQuery, folded_words
 from search.documents import FACETS, SearchDocument
 from search.snapshot import decode_facets, encode_facets
 from search.sql import CHANGES, DOCS, STATE, SqlSearchBackend
@@ -371,6 +371,14 @@ async def test_postgresql_words_match_in_memory_as_the_gin_index_does():
     await backend.search(SearchQuery(q="x"))
     snap = snapshot_of_this_process()
     assert snap.lexicon is not None and snap.lexicon.tail is not None  # applied incrementally
+    assert snap.names is not None and snap.names.tail is not None
+    now = [edited, *(d for d in docs[1:] if d.profile_id != profile_id("tom")), newcomer]
+    key_of = {d.doc_key: d for d in now}
+    for terms in (["anna"], ["zw"], ["muller"], ["garc"], ["j", "g"], ["new", "comer"], ["tom"]):
+        named = np.flatnonzero(snap.names.matching(terms, snap.size) & snap.alive)
+        mine = {int(k) for k in snap.columns["doc_key"][named]}
+        words = {k: folded_words(d.name) for k, d in key_of.items()}
+        assert mine == {k for k, ws in words.items() if all(any(w.startswith(t) for w in ws) for t in terms)}, terms
     async with transaction(write=False) as session:
         vocabulary = (await session.execute(text("SELECT word FROM ts_stat('SELECT tsv FROM search_fts')"))).scalars()
         prefixes = {w[:n] for w in vocabulary for n in (1, 2, 3, len(w))} | {"zzz", "10", "tea"}
@@ -384,7 +392,6 @@ async def test_postgresql_words_match_in_memory_as_the_gin_index_does():
     for q in ("tech", "x", "3d", "mail", "muller", "anna zw", "garcía", "ωmega"):
         query = SearchQuery(q=q, per_page=50, rates=RATES)
         result = await backend.search(query)
-        now = [edited, *(d for d in docs[1:] if d.profile_id != profile_id("tom")), newcomer]
         assert {h.profile_id for h in result.hits} == brute_force(now, query)[0], q
 
 
@@ -411,3 +418,21 @@ async def test_rows_appended_since_the_last_full_load_stay_few(monkeypatch):
             assert after.size == after.loaded_size == after.live == len(now)  # loaded in full
             reloads += 1
     assert reloads >= 1
+
+
+async def test_relevance_finds_the_name_whatever_its_accents():
+    """ "muller" puts Anna Müller (name) before a better-rated tutor who only mentions Müller, on
+    SQLite (FTS5's name column folds) and on PostgreSQL (the snapshot's folded name words)."""
+    docs = corpus()
+    backend = SqlSearchBackend()
+    anna = next(d for d in docs if d.name == "Anna Müller")
+    mention = dataclasses.replace(
+        docs[1], profile_id=uuid.uuid4(), slug="mentions", text=docs[1].text + " pupil of muller", rating=5.0
+    )
+    await backend.index([*docs, mention])
+    for q in ("muller", "Müller", "MULL", "anna mull"):
+        hits = [h.profile_id for h in (await backend.search(SearchQuery(q=q, sort="relevance"))).hits]
+        assert hits[0] == anna.profile_id, q
+    assert mention.profile_id in [
+        h.profile_id for h in (await backend.search(SearchQuery(q="muller", sort="relevance"))).hits
+    ]
