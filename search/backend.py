@@ -16,7 +16,6 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, Protocol, runtime_checkable
 
 from marketplace.errors import CodedError
-from marketplace.tutors.places import fold
 from search.documents import EARTH_RADIUS_KM, FACETS, SearchDocument, fold_text
 
 HOURS_PER_WEEK = 168
@@ -42,7 +41,7 @@ class SearchQueryError(CodedError):
 def query_terms(q: str) -> list[str]:
     """The words of a query, folded like the indexed text: letters and digits only, so that quotes
     and engine operators (AND, NEAR(, *, -, :) are plain words or nothing."""
-    return _TOKEN.findall(fold(q or ""))[:MAX_TERMS]
+    return folded_words(q)[:MAX_TERMS]
 
 
 def folded_words(text: str | None) -> list[str]:

@@ -386,7 +386,7 @@ class Snapshot:
             gone = np.asarray([*dead_keys, *new["doc_key"].tolist()], dtype=np.int64)
             alive[: base.size] &= ~np.isin(base.columns["doc_key"], gone)
         lexicon = names = None
-        if lexemes is not None and (base is None or (base.lexicon is not None and base.names is not None)):
+        if lexemes is not None and (base is None or base.lexicon is not None):  # names come with the lexicon
             new_positions = {key: n0 + i for i, key in enumerate(new["doc_key"].tolist())}
             keys, words, raw_names = lexemes
             pairs = lexeme_pairs(keys, words, new_positions)

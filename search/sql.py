@@ -9,7 +9,7 @@ and kept current with the rest of the snapshot): a plain word is matched there, 
 bitmap scan for a word most tutors use reads nearly the whole table (40 ms at 100,000 tutors);
 any other word is still asked of PostgreSQL. The names' words, folded as the query's are, are
 inverted there too, for the name tier of relevance ("muller" finds Müller's name, as FTS5's name
-column does on SQLite); the trigram ILIKE on names remains for a snapshot without them.
+column does on SQLite).
 
 Everything else (facet filters, disjunctive facet counts, price, geography, availability, sorting)
 runs on an in-memory columnar snapshot of ``search_documents`` (``search.snapshot``), kept exact
@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, and_, bindparam, cast, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.db import transaction, utcnow
@@ -83,7 +83,6 @@ _PG_LEXEMES = (
     " FROM search_documents d JOIN search_fts f ON f.doc_key = d.doc_key"
 )
 _PLAIN_TERM = re.compile(r"[a-z0-9]+")  # a query word that is one PostgreSQL lexeme as it stands
-NAME_MATCH_MIN_CHARS = 3  # PostgreSQL's name matching uses the trigram index, which needs 3 characters
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -417,16 +416,9 @@ async def _text_matches(session: AsyncSession, query: SearchQuery, dialect: str,
         else:  # words PostgreSQL's parser might split or normalise: ask it
             match = " & ".join(f"{term}:*" for term in terms)
             keys = _parse_keys((await session.execute(_PG_KEYS, {"match": match})).scalar())
-        long_terms = [t for t in terms if len(t) >= NAME_MATCH_MIN_CHARS]
         if query.sort == "relevance" and snap.names is not None and len(keys):
             # Every word begins a word of the folded name, as FTS5's name column gives on SQLite.
             names = snap.columns["doc_key"][np.flatnonzero(snap.names.matching(terms, snap.size) & snap.alive)]
-        elif query.sort == "relevance" and long_terms and len(keys):
-            # Terms are letters and digits only (``query_terms``), so no LIKE wildcard gets in.
-            named = select(func.string_agg(cast(DOCS.c.doc_key, String), ",")).where(
-                *(DOCS.c.name.ilike(bindparam(None, f"%{t}%")) for t in long_terms)
-            )
-            names = _parse_keys((await session.execute(named)).scalar())
     else:  # any other database: every word is a prefix of some word of the folded text
         condition = and_(
             *(
